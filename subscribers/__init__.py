@@ -1,0 +1,1 @@
+"""The people side of cartdigest: readers, consent, preferences, tokens and delivery."""

@@ -1,0 +1,1 @@
+# Jinja2 templates shipped with cartdigest (installed as the `cartdigest_templates` package).

@@ -1,0 +1,37 @@
+"""Read-side views of the store for `cartdigest papers` and the web pages."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from tracker.store import Store, StoredPaper
+
+RELEVANCE_LEVELS = ("core", "adjacent", "off_topic")
+
+
+def paper_row(stored: StoredPaper, label: dict[str, Any] | None) -> dict[str, Any]:
+    """One `papers --json` line (CONTRACT.md): pmid, doi, title, journal, edat, relevance,
+    therapies, study_type, evidence, found_by; plus title_html and pmcid."""
+    paper = stored.paper
+    return {
+        "pmid": paper.pmid, "doi": paper.doi, "title": paper.title_text, "journal": paper.journal,
+        "edat": paper.edat,
+        "relevance": label["relevance"] if label else None,
+        "therapies": label["therapies"] if label else [],
+        "study_type": label["study_type"] if label else None,
+        "evidence": label["evidence"] if label else {},
+        "found_by": stored.found_by,
+        "title_html": paper.title, "pmcid": paper.pmcid,
+    }
+
+
+def paper_rows(store: Store, since: date | None, until: date | None,
+               relevance: set[str] | None = None) -> list[dict[str, Any]]:
+    labels = store.effective_labels() if hasattr(store, "effective_labels") else {}
+    rows = []
+    for stored in store.papers(since, until):
+        row = paper_row(stored, labels.get(stored.id))
+        if relevance is None or row["relevance"] in relevance:
+            rows.append(row)
+    return rows

@@ -1,0 +1,250 @@
+"""The `cartdigest` command: a thin layer that parses input, calls one library function and
+prints its result. Errors from the library arrive as CartdigestError and leave as one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import click
+
+from tracker import __version__
+from tracker.errors import CartdigestError
+from tracker.profile import Profile, load_profile
+from tracker.settings import Settings, load_settings
+
+log = logging.getLogger("cartdigest")
+
+
+class Context:
+    """What every command needs: settings (loaded on first use, so --help never fails)."""
+
+    def __init__(self, flags: dict[str, Any], config: Path | None, debug: bool) -> None:
+        self.flags = flags
+        self.config = config
+        self.debug = debug
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.flags, config_path=self.config)
+        return self._settings
+
+    def profile(self) -> Profile:
+        return load_profile(self.settings.profile)
+
+    def now(self) -> datetime:
+        return datetime.now(ZoneInfo(self.settings.timezone))
+
+
+class FriendlyGroup(click.Group):
+    """Turns CartdigestError into one line on stderr and exit status 1 (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CartdigestError as error:
+            if "--debug" in sys.argv:
+                raise
+            click.echo(f"cartdigest: error: {error}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("cartdigest: interrupted; the store holds everything finished so far", err=True)
+            ctx.exit(130)
+
+
+def iso_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-11-16") from None
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, ensure_ascii=False))
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder holding the store, drafts and outbox [env CARTDIGEST_DATA_DIR].")
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="TOML config file [env CARTDIGEST_CONFIG; default <data dir>/cartdigest.toml].")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.version_option(__version__, prog_name="cartdigest")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, config: Path | None, debug: bool) -> None:
+    """cartdigest: a weekly digest of new research on B-cell lymphoma that relapsed after CAR-T.
+
+    \b
+    Example:
+        cartdigest demo            # the whole pipeline offline, on a bundled sample
+        NCBI_EMAIL=you@example.org cartdigest fetch
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="cartdigest: %(levelname)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Context({"data_dir": data_dir}, config, debug)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@cli.command()
+@pass_context
+def init(context: Context) -> None:
+    """Create the data dir, config file, secret key (mode 0600) and database.
+
+    Safe to run again: nothing that exists is overwritten.
+
+    \b
+    Example:
+        cartdigest --data-dir ./cartdigest-data init
+    """
+    from tracker.setup import init_data_dir
+
+    report = init_data_dir(context.settings)
+    for path in report.created:
+        click.echo(f"created {path}")
+    for path in report.kept:
+        click.echo(f"kept    {path}")
+
+
+def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    """A progress bar on stderr for long fetches, only on a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=total, label="fetching", file=sys.stderr)
+            state["bar"].__enter__()
+            state["done"] = 0
+        state["bar"].update(done - state["done"])
+        state["done"] = done
+
+    def finish() -> None:
+        if "bar" in state:
+            state["bar"].__exit__(None, None, None)
+
+    return update, finish
+
+
+@cli.command()
+@click.option("--since", callback=iso_day, metavar="YYYY-MM-DD",
+              help="First Entrez date of the window (default: the watermark less a few days' overlap).")
+@click.option("--until", callback=iso_day, metavar="YYYY-MM-DD", help="Last Entrez date (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_context
+def fetch(context: Context, since: date | None, until: date | None, as_json: bool) -> None:
+    """Find and store new papers by Entrez date.
+
+    Without --since it continues from the end of the last complete fetch (first run: the last
+    7 days). The watermark moves only when the whole window is stored.
+
+    \b
+    Example:
+        NCBI_EMAIL=you@example.org cartdigest fetch --since 2026-01-01 --json
+    """
+    from tracker.fetch import run_fetch
+
+    progress, finish = _progress_bar(not as_json)
+    try:
+        report = run_fetch(context.settings, context.profile(), context.now(), since, until, progress)
+    finally:
+        finish()
+    if as_json:
+        emit_json(report.as_json())
+        return
+    click.echo(f"window {report.since} .. {report.until}: {report.found} found, {report.new} new, "
+               f"{report.updated} updated ({report.requests} requests)")
+    for entry in report.searches:
+        click.echo(f"  {entry.source:<40} {entry.count:>6}  ({entry.since} .. {entry.until})")
+
+
+@cli.command()
+@click.option("--since", callback=iso_day, metavar="YYYY-MM-DD", help="First Entrez date.")
+@click.option("--until", callback=iso_day, metavar="YYYY-MM-DD", help="Last Entrez date.")
+@click.option("--relevance", metavar="LIST",
+              help="Comma-separated: core, adjacent, off_topic (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one per paper.")
+@pass_context
+def papers(context: Context, since: date | None, until: date | None, relevance: str | None,
+           as_json: bool) -> None:
+    """List stored papers.
+
+    \b
+    Example:
+        cartdigest papers --since 2026-11-09 --relevance core,adjacent --json
+    """
+    from tracker.catalog import RELEVANCE_LEVELS, paper_rows
+    from tracker.store import open_store
+
+    wanted = None
+    if relevance:
+        wanted = {level.strip() for level in relevance.split(",") if level.strip()}
+        unknown = wanted - set(RELEVANCE_LEVELS)
+        if unknown:
+            raise click.BadParameter(f"unknown relevance {', '.join(sorted(unknown))}; "
+                                     f"choose from {', '.join(RELEVANCE_LEVELS)}",
+                                     param_hint="--relevance")
+    settings = context.settings
+    with open_store(settings.data_dir, settings.database_path) as store:
+        rows = paper_rows(store, since, until, wanted)
+    for row in rows:
+        if as_json:
+            emit_json(row)
+        else:
+            label = row["relevance"] or "unclassified"
+            click.echo(f"{row['pmid'] or row['doi']:>10}  {row['edat'] or '':10}  {label:<12} "
+                       f"{row['title'][:90]}")
+
+
+@cli.command()
+@click.option("--data-dir", "demo_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for the demo's data (default ./cartdigest-demo).")
+@pass_context
+def demo(context: Context, demo_dir: Path | None) -> None:
+    """Run the pipeline offline on a bundled sample, against a local E-utilities stand-in.
+
+    Needs no network and no keys. Prints what it did and where the results are.
+
+    \b
+    Example:
+        cartdigest demo
+    """
+    from tracker.demo.run import run_demo
+
+    target = demo_dir or context.flags.get("data_dir") or Path("cartdigest-demo")
+    report = run_demo(Path(target), now=datetime.now(ZoneInfo("Europe/London")))
+    for line in report.lines:
+        click.echo(line)
+
+
+@cli.command(name="settings")
+@pass_context
+def show_settings(context: Context) -> None:
+    """Show every setting with its value (secrets hidden), environment variable and help.
+
+    \b
+    Example:
+        cartdigest settings
+    """
+    from tracker.settings import SETTINGS
+
+    values = context.settings
+    for setting in SETTINGS:
+        value = getattr(values, setting.name)
+        shown = ("(set)" if value else "(unset)") if setting.secret else value
+        click.echo(f"{setting.name:<16} {shown!s:<45} {setting.help}")
+
+
+def main() -> None:
+    cli(prog_name="cartdigest")

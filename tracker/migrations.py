@@ -1,0 +1,67 @@
+"""Numbered schema migrations, applied in order when the store opens.
+
+`PRAGMA user_version` records the last one applied. Never edit a migration that has shipped:
+add the next number instead.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "papers, their sources, fetch runs and the watermark", """
+CREATE TABLE papers (
+    id                INTEGER PRIMARY KEY,
+    pmid              TEXT UNIQUE,                 -- NULL only for works PubMed does not hold yet
+    doi               TEXT,
+    pmcid             TEXT,
+    title             TEXT NOT NULL,               -- cleaned inline markup (tracker.markup)
+    abstract          TEXT NOT NULL DEFAULT '[]',  -- JSON [{label, category, text}]
+    authors           TEXT NOT NULL DEFAULT '[]',  -- JSON ["Neelapu SS", "collective name"]
+    journal           TEXT,
+    journal_abbrev    TEXT,
+    pub_date          TEXT,                        -- "2024", "2024-03" or "2024-03-15"
+    edat              TEXT,                        -- Entrez date YYYY-MM-DD
+    publication_types TEXT NOT NULL DEFAULT '[]',
+    mesh              TEXT NOT NULL DEFAULT '[]',  -- JSON [{descriptor, ui, major, qualifiers}]
+    keywords          TEXT NOT NULL DEFAULT '[]',
+    chemicals         TEXT NOT NULL DEFAULT '[]',
+    languages         TEXT NOT NULL DEFAULT '[]',
+    corrections       TEXT NOT NULL DEFAULT '[]',  -- JSON [{kind, pmid, source}]: errata, retractions
+    is_book           INTEGER NOT NULL DEFAULT 0 CHECK (is_book IN (0, 1)),
+    is_retracted      INTEGER NOT NULL DEFAULT 0 CHECK (is_retracted IN (0, 1)),
+    content_hash      TEXT NOT NULL,
+    first_seen        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+CREATE INDEX papers_edat ON papers (edat);
+CREATE INDEX papers_doi ON papers (doi);
+
+CREATE TABLE fetch_runs (
+    id          INTEGER PRIMARY KEY,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    since       TEXT NOT NULL,
+    until       TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed', 'interrupted')),
+    searches    TEXT NOT NULL DEFAULT '[]',        -- JSON [{source, term, since, until, count}]
+    requests    INTEGER NOT NULL DEFAULT 0,
+    found       INTEGER NOT NULL DEFAULT 0,
+    new         INTEGER NOT NULL DEFAULT 0,
+    updated     INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+
+-- Why each paper is in the store: 'query:<name>', 'cites:<pmid>', 'feed:<name>'. Every reason kept.
+CREATE TABLE paper_sources (
+    paper_id     INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
+    source       TEXT NOT NULL,
+    first_seen   TEXT NOT NULL,
+    fetch_run_id INTEGER REFERENCES fetch_runs (id),
+    PRIMARY KEY (paper_id, source)
+);
+
+CREATE TABLE state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""),
+]
