@@ -139,7 +139,7 @@ class EutilsClient:
                         last_problem = str(error)
             if attempt == self.max_retries:
                 break
-            log.warning("%s: %s; retry %d of %d in %.1f s", utility, last_problem, attempt + 1,
+            log.info("%s: %s; retry %d of %d in %.1f s", utility, last_problem, attempt + 1,
                         self.max_retries, wait)
             self.sleep(wait)
         raise EutilsError(f"{utility} failed {self.max_retries + 1} times (last: {last_problem}); "

@@ -82,14 +82,18 @@ class Store:
             raise StoreError(_describe(error, self.path)) from None
         try:
             yield self.connection
-        except BaseException:
-            self.connection.execute("ROLLBACK")
-            raise
-        try:
             self.connection.execute("COMMIT")
         except sqlite3.Error as error:
-            self.connection.execute("ROLLBACK")
+            self._rollback()
             raise StoreError(_describe(error, self.path)) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself after some errors (SQLITE_FULL among them).
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
 
     @property
     def schema_version(self) -> int:
