@@ -190,7 +190,8 @@ class EutilsStandIn:
         status, body = self._route(utility, params)
         if fault is not None and fault.kind == "cut":
             body = body[: max(len(body) // 2, 40)]
-        return status, {"Content-Type": "text/xml; charset=UTF-8"}, body
+        kind = "application/json" if body.startswith(b"{") else "text/xml; charset=UTF-8"
+        return status, {"Content-Type": kind}, body
 
     def _route(self, utility: str, params: dict[str, list[str]]) -> tuple[int, bytes]:
         if utility in self.canned:
@@ -238,6 +239,12 @@ class EutilsStandIn:
             webenv, query_key = self._history_key(params, hits)
             history = f"<QueryKey>{query_key}</QueryKey><WebEnv>{webenv}</WebEnv>"
         shown = hits[retstart:retstart + retmax]
+        if _first(params, "retmode") == "json":
+            # NCBI's JSON shape, which pymed and easy-entrez ask for.
+            result = {"count": str(len(hits)), "retmax": str(len(shown)),
+                      "retstart": str(retstart), "idlist": shown}
+            return 200, json.dumps({"header": {"type": "esearch", "version": "0.3"},
+                                    "esearchresult": result}).encode()
         id_list = "".join(f"<Id>{pmid}</Id>\n" for pmid in shown)
         body = (f"{doctype}<{root}><Count>{len(hits)}</Count><RetMax>{len(shown)}</RetMax>"
                 f"<RetStart>{retstart}</RetStart>{history}<IdList>\n{id_list}</IdList>"
@@ -279,7 +286,7 @@ class EutilsStandIn:
                 message = f"Unable to obtain query #{query_key}"
                 return 200, f"{doctype}<eFetchResult><ERROR>{message}</ERROR></eFetchResult>".encode()
         retstart = int(_first(params, "retstart") or 0)
-        retmax = int(_first(params, "retmax") or 20)
+        retmax = int(_first(params, "retmax") or 10000)   # EFetch returns the whole set by default
         articles = "\n".join(self.records[pmid].xml for pmid in ids[retstart:retstart + retmax]
                              if pmid in self.records)
         return 200, f"{doctype}<{root}>\n{articles}\n</{root}>".encode()
@@ -399,8 +406,9 @@ def article_xml(pmid: str, title: str, edat: date, *, abstract: str | list[tuple
         + (f"<MeshHeadingList>{mesh_xml}</MeshHeadingList>" if mesh_xml else "")
         + (f'<KeywordList Owner="NOTNLM">{keyword_xml}</KeywordList>' if keyword_xml else "")
         + "</MedlineCitation><PubmedData><History>"
-        + f'<PubMedPubDate PubStatus="entrez"><Year>{stamp.year}</Year><Month>{stamp.month}</Month>'
-        f"<Day>{stamp.day}</Day><Hour>{stamp.hour}</Hour><Minute>0</Minute></PubMedPubDate>"
+        + "".join(f'<PubMedPubDate PubStatus="{status}"><Year>{stamp.year}</Year>'
+                  f"<Month>{stamp.month}</Month><Day>{stamp.day}</Day><Hour>{stamp.hour}</Hour>"
+                  f"<Minute>0</Minute></PubMedPubDate>" for status in ("pubmed", "entrez"))
         + f"</History><PublicationStatus>epublish</PublicationStatus><ArticleIdList>{ids}"
         "</ArticleIdList></PubmedData></PubmedArticle>")
 
