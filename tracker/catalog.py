@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from tracker.labels import effective_labels
+from tracker.lexicon import RELEVANCE_LEVELS
 from tracker.store import Store, StoredPaper
 
-RELEVANCE_LEVELS = ("core", "adjacent", "off_topic")
+__all__ = ["RELEVANCE_LEVELS", "paper_row", "paper_rows"]
 
 
 def paper_row(stored: StoredPaper, label: dict[str, Any] | None) -> dict[str, Any]:
@@ -28,7 +30,7 @@ def paper_row(stored: StoredPaper, label: dict[str, Any] | None) -> dict[str, An
 
 def paper_rows(store: Store, since: date | None, until: date | None,
                relevance: set[str] | None = None) -> list[dict[str, Any]]:
-    labels = store.effective_labels() if hasattr(store, "effective_labels") else {}
+    labels = effective_labels(store)
     rows = []
     for stored in store.papers(since, until):
         row = paper_row(stored, labels.get(stored.id))

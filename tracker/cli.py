@@ -207,6 +207,123 @@ def papers(context: Context, since: date | None, until: date | None, relevance: 
                        f"{row['title'][:90]}")
 
 
+def _classifier(context: Context):
+    from tracker.classify import Classifier
+    from tracker.lexicon import build_lexicon
+
+    return Classifier(build_lexicon(context.profile()))
+
+
+@cli.command()
+@click.option("--all", "relabel_all", is_flag=True, help="Re-label every paper, not only new or stale ones.")
+@pass_context
+def classify(context: Context, relabel_all: bool) -> None:
+    """Classify papers the current classifier version has not labelled yet.
+
+    A paper PubMed revised since it was labelled is labelled again; --all re-labels everything.
+
+    \b
+    Example:
+        cartdigest classify --all
+    """
+    from tracker.labels import classify_store
+    from tracker.store import open_store
+
+    settings = context.settings
+    classifier = _classifier(context)
+    with open_store(settings.data_dir, settings.database_path) as store:
+        report = classify_store(store, classifier, context.now(), relabel_all)
+    click.echo(f"classified {report.classified} papers with classifier {classifier.version} "
+               f"({report.core} core, {report.adjacent} adjacent, {report.off_topic} off topic); "
+               f"{report.skipped} already up to date")
+
+
+@cli.command()
+@click.argument("gold", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--predictions", type=click.Path(path_type=Path), metavar="OUT.jsonl",
+              help="Write one JSON line per record: pmid, relevance, therapies, study_type, evidence.")
+@pass_context
+def evaluate(context: Context, gold: Path, as_json: bool, predictions: Path | None) -> None:
+    """Score the classifier against a gold file: precision, recall and F1 per label.
+
+    Therapies are scored on core and adjacent records only, as the labelling guide says.
+
+    \b
+    Example:
+        cartdigest evaluate ../shared/gold/dev.jsonl --predictions predictions.jsonl
+    """
+    from tracker.evaluate import evaluate as run_evaluation
+    from tracker.evaluate import format_report, read_gold, write_predictions
+
+    records, skipped = read_gold(gold)
+    for note in skipped:
+        click.echo(f"cartdigest: warning: {gold}: skipped {note}", err=True)
+    result, predicted = run_evaluation(_classifier(context), records, skipped)
+    if predictions:
+        write_predictions(predictions, records, predicted)
+    if as_json:
+        emit_json(result.as_json())
+    else:
+        for line in format_report(result):
+            click.echo(line)
+
+
+@cli.command(name="export-gold")
+@click.argument("file", type=click.Path(path_type=Path))
+@pass_context
+def export_gold_command(context: Context, file: Path) -> None:
+    """Write every editor-corrected paper as a gold record, to become test data.
+
+    \b
+    Example:
+        cartdigest export-gold corrections.jsonl
+    """
+    from tracker.labels import export_gold
+    from tracker.store import open_store
+
+    settings = context.settings
+    with open_store(settings.data_dir, settings.database_path) as store:
+        count = export_gold(store, file)
+    click.echo(f"wrote {count} corrected papers to {file}")
+
+
+@cli.command()
+@click.argument("pmid")
+@click.option("--relevance", type=click.Choice(["core", "adjacent", "off_topic"]))
+@click.option("--therapies", metavar="LIST", help="Comma-separated therapy keys ('' for none).")
+@click.option("--study-type", type=click.Choice(["clinical_trial", "real_world", "review",
+                                                 "case_report", "preclinical", "other"]))
+@click.option("--editor", default="cli", show_default=True, help="Who made the correction.")
+@click.option("--note", help="Why (shown as the evidence of the corrected label).")
+@pass_context
+def correct(context: Context, pmid: str, relevance: str | None, therapies: str | None,
+            study_type: str | None, editor: str, note: str | None) -> None:
+    """Correct a paper's labels; corrections always win over the classifier's.
+
+    \b
+    Example:
+        cartdigest correct 40238938 --therapies bispecific_antibody --note "glofitamab cohort"
+    """
+    from tracker.labels import correct_label
+    from tracker.store import open_store
+
+    changes: dict[str, object] = {}
+    if relevance:
+        changes["relevance"] = relevance
+    if therapies is not None:
+        changes["therapies"] = [key.strip() for key in therapies.split(",") if key.strip()]
+    if study_type:
+        changes["study_type"] = study_type
+    if not changes:
+        raise click.UsageError("give at least one of --relevance, --therapies, --study-type")
+    settings = context.settings
+    with open_store(settings.data_dir, settings.database_path) as store:
+        for field_name, value in changes.items():
+            correct_label(store, pmid, field_name, value, editor, context.now(), note)
+    click.echo(f"corrected {', '.join(changes)} of {pmid}")
+
+
 @cli.command()
 @click.option("--data-dir", "demo_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the demo's data (default ./cartdigest-demo).")

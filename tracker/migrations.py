@@ -64,4 +64,32 @@ CREATE TABLE state (
     value TEXT NOT NULL
 );
 """),
+    (2, "machine labels and editor corrections", """
+-- The classifier's labels, one row per paper, tagged with the classifier version and the
+-- content it read, so `classify` knows what is stale.
+CREATE TABLE classifications (
+    paper_id      INTEGER PRIMARY KEY REFERENCES papers (id) ON DELETE CASCADE,
+    version       TEXT NOT NULL,
+    content_hash  TEXT NOT NULL,
+    relevance     TEXT NOT NULL CHECK (relevance IN ('core', 'adjacent', 'off_topic')),
+    therapies     TEXT NOT NULL,                 -- JSON list, main therapy first
+    study_type    TEXT NOT NULL CHECK (study_type IN ('clinical_trial', 'real_world', 'review',
+                                                       'case_report', 'preclinical', 'other')),
+    evidence      TEXT NOT NULL,                 -- JSON {label: [{term, field, snippet}]}
+    classified_at TEXT NOT NULL
+);
+CREATE INDEX classifications_relevance ON classifications (relevance);
+
+-- Editor corrections live apart from machine labels and always win over them.
+CREATE TABLE corrections (
+    id         INTEGER PRIMARY KEY,
+    paper_id   INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
+    field      TEXT NOT NULL CHECK (field IN ('relevance', 'therapies', 'study_type')),
+    value      TEXT NOT NULL,                    -- JSON: a string, or a list for therapies
+    editor     TEXT NOT NULL,
+    note       TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (paper_id, field)
+);
+"""),
 ]

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from tracker.demo import last_complete_week_start, sample_standin
 from tracker.fetch import fetch_window
+from tracker.classify import Classifier
 from tracker.eutils import EutilsClient
+from tracker.labels import classify_store
+from tracker.lexicon import build_lexicon
 from tracker.profile import load_profile
 from tracker.settings import Settings
 from tracker.setup import init_data_dir
@@ -37,9 +40,15 @@ def run_demo(data_dir: Path, now: datetime) -> DemoReport:
         with open_store(settings.data_dir, settings.database_path) as store:
             fetched = fetch_window(store, client, profile, week_start, week_end, now)
         client.close()
+    classifier = Classifier(build_lexicon(profile))
+    with open_store(settings.data_dir, settings.database_path) as store:
+        labelled = classify_store(store, classifier, now)
     report.lines.append(
         f"fetched {fetched.found} papers for {week_start} .. {week_end} from a local E-utilities "
         f"stand-in at {standin_url} ({fetched.new} new, {fetched.updated} updated, "
         f"{fetched.requests} requests)")
+    report.lines.append(
+        f"classified {labelled.classified} papers: {labelled.core} core, {labelled.adjacent} "
+        f"adjacent, {labelled.off_topic} off topic (classifier {classifier.version})")
     report.lines.append(f"store: {settings.database_path.resolve()}")
     return report

@@ -1,0 +1,392 @@
+"""The classifier's lexicon, compiled from the profile's `[classifier]` data.
+
+Every list of words lives in the profile so editors can extend it; this module only turns it
+into a word index (for literal terms) and regular expressions (for relation patterns), once.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as re_constants
+import re._parser as re_parser
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import ahocorasick
+
+from tracker.errors import ProfileError
+from tracker.profile import Profile
+
+RELEVANCE_LEVELS = ("core", "adjacent", "off_topic")
+THERAPY_KEYS = ("bispecific_antibody", "antibody_drug_conjugate", "cell_therapy",
+                "checkpoint_inhibitor", "immunomodulatory_targeted", "chemotherapy",
+                "stem_cell_transplant", "radiotherapy")
+STUDY_TYPES = ("clinical_trial", "real_world", "review", "case_report", "preclinical", "other")
+
+
+TOKEN = re.compile(r"[^\W_]+")
+CAR_SENTINEL = "\x01"
+
+
+def _is_abbreviation(core: str) -> bool:
+    return any(char.isupper() for char in core) and len(core) <= 5
+
+
+def term_body(term: str) -> str:
+    """A literal term as a regex: spaces and hyphens match either; a trailing * any ending.
+
+    Short terms with capitals (ALL, CAR, RT, ICE, BiTE) match case-sensitively, so that "all"
+    or "ice" in running text is never a disease or a regimen.
+    """
+    wildcard = term.endswith("*")
+    core = term.rstrip("*")
+    pieces = [re.escape(piece) for piece in re.split(r"[ -]", core)]
+    body = r"[\s-]".join(pieces) + (r"[\w-]*" if wildcard else r"(?!\w)")
+    return f"(?-i:{body})" if _is_abbreviation(core) else body
+
+
+def term_pattern(term: str) -> str:
+    """The whole-word regex of one term (what a naive matcher would search for)."""
+    return rf"(?<![\w-]){term_body(term)}"
+
+
+@dataclass(frozen=True)
+class Term:
+    concept: str
+    text: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Hit:
+    concept: str
+    term: str      # the text as written in the field
+    start: int
+    end: int
+
+
+_NON_WORD = re.compile(r"[\W_]")
+
+
+def normalise(text: str) -> str:
+    """Lower-case with every non-word character a space, keeping offsets: the text that
+    term keys are looked up in."""
+    lower = text.lower()
+    if len(lower) != len(text):   # a few characters lengthen when lower-cased
+        lower = "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
+    return _NON_WORD.sub(" ", lower)
+
+
+class TermIndex:
+    """Every literal term of every concept, found in one pass over a field.
+
+    Python's regex engine tries each alternative of a large alternation at every character,
+    so hundreds of terms cost hundreds of passes. Here an Aho-Corasick automaton (pyahocorasick,
+    in C) finds every whole-word key in one pass over the normalised text, and each candidate is
+    confirmed with its term's anchored regex (benchmarks/classify.py measures the difference).
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, list[Term]] = {}
+        self._automaton: ahocorasick.Automaton | None = None
+
+    def add(self, concept: str, terms: list[str], where: str) -> None:
+        for text in terms:
+            if not isinstance(text, str) or not text.strip("* "):
+                raise ProfileError(f"{where}: empty or non-text term {text!r}")
+            try:
+                term = Term(concept, text, re.compile(term_body(text), re.IGNORECASE))
+            except re.error as error:
+                raise ProfileError(f"{where}: term {text!r} does not compile: {error}") from None
+            words = normalise(text.rstrip("*")).split()
+            if not words:
+                raise ProfileError(f"{where}: term {text!r} has no letters or digits")
+            # Keys are padded with spaces so that only whole words match; a wildcard term
+            # ("lymphoma*") is open at its end.
+            key = " " + " ".join(words) + ("" if text.endswith("*") else " ")
+            self._keys.setdefault(key, []).append(term)
+        self._automaton = None
+
+    def _built(self) -> ahocorasick.Automaton:
+        if self._automaton is None:
+            automaton = ahocorasick.Automaton()
+            for key, terms in self._keys.items():
+                automaton.add_word(key, (len(key), terms))
+            automaton.make_automaton()
+            self._automaton = automaton
+        return self._automaton
+
+    def scan(self, text: str) -> dict[str, list[Hit]]:
+        """Non-overlapping hits per concept, longest term first at each position."""
+        if not self._keys:
+            return {}
+        padded = " " + normalise(text) + " "
+        candidates: dict[int, list[Term]] = {}
+        for end, (length, terms) in self._built().iter(padded):
+            # The key starts with the space before the word, at end - length + 1 in `padded`;
+            # `padded` has one extra leading space, so the word starts there in `text`.
+            candidates.setdefault(end - length + 1, []).extend(terms)
+        found: dict[str, list[Hit]] = {}
+        reached: dict[str, int] = {}
+        for start in sorted(candidates):
+            # "B-ALL" is not "ALL", "R-ICE" not "ICE": no term starts after a one-letter prefix.
+            if start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum() and \
+                    (start == 2 or not text[start - 3].isalnum()):
+                continue
+            best: dict[str, tuple[int, Term]] = {}
+            for term in candidates[start]:
+                if start < reached.get(term.concept, 0):
+                    continue
+                match = term.regex.match(text, start)
+                if match and match.end() > best.get(term.concept, (0, term))[0]:
+                    best[term.concept] = (match.end(), term)
+            for concept, (end, term) in best.items():
+                found.setdefault(concept, []).append(Hit(concept, text[start:end], start, end))
+                reached[concept] = end
+        return found
+
+
+def lower_pattern(pattern: str) -> str:
+    """Lower-case a regex's literal letters, leaving escapes (\\W, \\S, \\d ...) alone."""
+    out, escaped = [], False
+    for char in pattern:
+        out.append(char if escaped else char.lower())
+        escaped = not escaped and char == "\\"
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A relation pattern, run on the lower-cased, CAR-masked text of a field.
+
+    Matching lower-case text without IGNORECASE, and checking a leading word boundary in
+    Python rather than in the regex, lets the engine skip ahead to its first literal
+    characters instead of trying the pattern at every position (~25x faster here).
+    `needs_car` patterns only run on fields that name CAR-T.
+    """
+    regex: re.Pattern[str]
+    needs_car: bool
+    word_start: bool
+    triggers: tuple[str, ...] = ()   # one of these must occur for the pattern to match
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        if self.triggers and not any(trigger in text for trigger in self.triggers):
+            return
+        for match in self.regex.finditer(text):
+            start = match.start()
+            if self.word_start and start and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                continue
+            yield match
+
+
+@dataclass(frozen=True)
+class Cue:
+    name: str
+    weight: int
+    title_weight: int
+    patterns: tuple[Pattern, ...]
+    title_patterns: tuple[Pattern, ...] = ()
+    kind: str = "focus"
+
+
+@dataclass(frozen=True)
+class TherapyRule:
+    key: str
+    label: str
+    mesh: frozenset[str]
+    exclude: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass
+class Lexicon:
+    version: str
+    sections: tuple[str, ...]
+    section_labels: dict[str, str]
+    excluded_publication_types: frozenset[str]
+    index: TermIndex
+    car_mesh: frozenset[str]
+    lymphoma_mesh_prefixes: tuple[str, ...]
+    other_mesh_prefixes: tuple[str, ...]
+    relevance_threshold: int
+    cues: tuple[Cue, ...]
+    therapies: tuple[TherapyRule, ...]
+    ignore_context: re.Pattern[str]
+    ignore_window: int
+    study_publication_types: dict[str, frozenset[str]]
+    study_patterns: dict[str, tuple[Pattern, ...]]
+    study_weights: dict[str, int]
+    study_priority: tuple[str, ...]
+    study_default: str
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+# Concept names in the TermIndex.
+CAR = "car_t"
+LYMPHOMA = "disease:lymphoma"
+OTHER_DISEASE = "disease:other"
+
+
+def therapy_concept(key: str) -> str:
+    return f"therapy:{key}"
+
+
+def study_concept(kind: str) -> str:
+    return f"study:{kind}"
+
+
+def _list(data: dict, key: str, where: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ProfileError(f"{where}: '{key}' must be a list")
+    return value
+
+
+def _compile(pattern: str, placeholders: dict[str, str], where: str) -> re.Pattern[str]:
+    text = pattern
+    for name, replacement in placeholders.items():
+        text = text.replace("{" + name + "}", replacement)
+    try:
+        return re.compile(text, re.IGNORECASE | re.MULTILINE)
+    except re.error as error:
+        raise ProfileError(f"{where}: pattern {pattern!r} does not compile: {error}") from None
+
+
+def literal_triggers(regex: str, minimum: int = 3) -> tuple[str, ...]:
+    """The literal strings one of which every match of `regex` must start with, if the regex
+    begins with literals or a choice of literals ("(?:relaps|progress|fail)..."); else ().
+
+    Checking `trigger in text` is a C substring search, far cheaper than a regex pass, so a
+    pattern whose triggers are absent from a field is not run on it at all.
+    """
+    try:
+        parsed = list(re_parser.parse(regex))
+    except re.error:
+        return ()
+
+    def prefixes(items: list) -> list[str] | None:
+        literal = ""
+        for op, value in items:
+            if op is re_constants.AT and not literal:
+                continue
+            if op is re_constants.LITERAL:
+                literal += chr(value)
+                continue
+            if not literal and op is re_constants.SUBPATTERN:
+                return prefixes(list(value[-1]))
+            if not literal and op is re_constants.BRANCH:
+                found = []
+                for alternative in value[1]:
+                    branch = prefixes(list(alternative))
+                    if branch is None:
+                        return None
+                    found.extend(branch)
+                return found
+            break
+        return [literal] if len(literal) >= minimum else None
+
+    found = prefixes(parsed)
+    return tuple(sorted(set(found))) if found and all(len(text) >= minimum for text in found) else ()
+
+
+def _patterns(patterns: list[str], placeholders: dict[str, str], where: str) -> tuple[Pattern, ...]:
+    compiled = []
+    for pattern in patterns:
+        text = pattern
+        for name, replacement in placeholders.items():
+            text = text.replace("{" + name + "}", replacement)
+        # One regex per pattern: an alternation of patterns would defeat the engine's literal
+        # prefix scan and run slower than the patterns one by one.
+        word_start = text.startswith("\\b")
+        source = lower_pattern(text[2:] if word_start else text)
+        try:
+            regex = re.compile(source, re.MULTILINE)
+        except re.error as error:
+            raise ProfileError(f"{where}: pattern {pattern!r} does not compile: {error}") from None
+        compiled.append(Pattern(regex, "{CAR}" in pattern, word_start, literal_triggers(source)))
+    return tuple(compiled)
+
+
+def build_lexicon(profile: Profile) -> Lexicon:
+    """Compile the profile's classifier section; every mistake names the entry at fault."""
+    data = profile.raw.get("classifier")
+    where = f"{profile.source}: [classifier]"
+    if not isinstance(data, dict):
+        raise ProfileError(f"{profile.source} has no [classifier] section")
+    index = TermIndex()
+    car = data.get("car_t", {})
+    index.add(CAR, _list(car, "terms", f"{where}.car_t") + _list(car, "same_target_terms", where),
+              f"{where}.car_t")
+    words = data.get("relevance", {}).get("words", {})
+    # CAR-T mentions are masked with same-length sentinels before relation patterns run, so
+    # {CAR} is one cheap character class and match offsets still point into the original text.
+    placeholders = {"CAR": CAR_SENTINEL + "+", "FAIL": words.get("FAIL", r"\bfail\w*"),
+                    "GAP": words.get("GAP", r"[^.;]{0,60}?")}
+
+    cues = []
+    for number, cue in enumerate(_list(data.get("relevance", {}), "cues", where), 1):
+        cue_where = f"{where}.relevance.cues[{number}]"
+        cues.append(Cue(
+            name=cue.get("name", f"cue {number}"), weight=int(cue.get("weight", 0)),
+            title_weight=int(cue.get("title_weight", 0)), kind=cue.get("kind", "focus"),
+            patterns=_patterns(_list(cue, "patterns", cue_where), placeholders, cue_where),
+            title_patterns=_patterns(_list(cue, "title_patterns", cue_where), placeholders, cue_where)))
+
+    sections = tuple(data.get("sections", THERAPY_KEYS))
+    unknown = set(sections) - set(THERAPY_KEYS)
+    if unknown:
+        raise ProfileError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}; "
+                           f"use the therapy keys {', '.join(THERAPY_KEYS)}")
+    therapies = []
+    labels = {}
+    for key in sections:
+        rule = data.get("therapies", {}).get(key, {})
+        rule_where = f"{where}.therapies.{key}"
+        labels[key] = rule.get("label", key.replace("_", " ").capitalize())
+        index.add(therapy_concept(key), _list(rule, "terms", rule_where), rule_where)
+        therapies.append(TherapyRule(
+            key=key, label=labels[key],
+            mesh=frozenset(term.lower() for term in _list(rule, "mesh", rule_where)),
+            exclude=tuple(_compile(p, placeholders, rule_where) for p in _list(rule, "exclude", rule_where))))
+
+    disease = data.get("disease", {})
+    index.add(LYMPHOMA, _list(disease, "lymphoma", where), f"{where}.disease.lymphoma")
+    index.add(OTHER_DISEASE, _list(disease, "other", where), f"{where}.disease.other")
+
+    study = data.get("study_types", {})
+    study_pts = {kind: frozenset(types) for kind, types in study.get("publication_types", {}).items()}
+    study_patterns, study_weights = {}, {}
+    for kind, cue in study.get("cues", {}).items():
+        cue_where = f"{where}.study_types.cues.{kind}"
+        if kind not in STUDY_TYPES:
+            raise ProfileError(f"{cue_where}: unknown study type '{kind}'")
+        index.add(study_concept(kind), _list(cue, "terms", cue_where), cue_where)
+        study_patterns[kind] = _patterns(_list(cue, "patterns", cue_where), placeholders, cue_where)
+        study_weights[kind] = int(cue.get("weight", 1))
+    for kind in study_pts:
+        if kind not in STUDY_TYPES:
+            raise ProfileError(f"{where}.study_types: unknown study type '{kind}'")
+
+    context = data.get("therapy_context", {})
+    ignore_words = _list(context, "ignore_after", where) or ["first-line"]
+    return Lexicon(
+        version=str(data.get("version", "1")),
+        sections=sections,
+        section_labels=labels,
+        excluded_publication_types=frozenset(_list(data, "excluded_publication_types", where)),
+        index=index,
+        car_mesh=frozenset(term.lower() for term in _list(car, "mesh", where)),
+        lymphoma_mesh_prefixes=tuple(_list(disease, "lymphoma_mesh_prefixes", where)),
+        other_mesh_prefixes=tuple(_list(disease, "other_mesh_prefixes", where)),
+        relevance_threshold=int(data.get("relevance", {}).get("threshold", 2)),
+        cues=tuple(cues),
+        therapies=tuple(therapies),
+        ignore_context=re.compile(r"(?:" + "|".join(re.escape(word) for word in ignore_words)
+                                  + r")[^.;]*$", re.IGNORECASE),
+        ignore_window=int(context.get("ignore_window", 40)),
+        study_publication_types=study_pts,
+        study_patterns=study_patterns,
+        study_weights=study_weights,
+        study_priority=tuple(study.get("priority", STUDY_TYPES)),
+        study_default=study.get("default", "real_world"),
+        raw=data,
+    )
