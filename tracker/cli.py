@@ -42,6 +42,16 @@ class Context:
     def now(self) -> datetime:
         return datetime.now(ZoneInfo(self.settings.timezone))
 
+    @property
+    def editor(self) -> str:
+        """Who makes a change from the command line (recorded with every editor change)."""
+        import getpass
+
+        try:
+            return f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):
+            return "cli"
+
 
 class FriendlyGroup(click.Group):
     """Turns CartdigestError into one line on stderr and exit status 1 (traceback with --debug)."""
@@ -322,6 +332,238 @@ def correct(context: Context, pmid: str, relevance: str | None, therapies: str |
         for field_name, value in changes.items():
             correct_label(store, pmid, field_name, value, editor, context.now(), note)
     click.echo(f"corrected {', '.join(changes)} of {pmid}")
+
+
+@cli.command()
+@click.option("--week", metavar="YYYY-Www", help="ISO week (default: the last complete week).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_context
+def draft(context: Context, week: str | None, as_json: bool) -> None:
+    """Build, or rebuild while still a draft, the edition of an ISO week.
+
+    Editor changes (exclusions, moves, order, findings, the note) survive a rebuild.
+
+    \b
+    Example:
+        cartdigest draft --week 2026-W46 --json
+    """
+    from tracker.edition import last_complete_week
+    from tracker.publish import draft_edition
+
+    now = context.now()
+    report = draft_edition(context.settings, week or last_complete_week(now), now)
+    if as_json:
+        emit_json(report.as_json())
+        return
+    click.echo(f"edition {report.edition} ({report.week}, {report.status}): "
+               f"{len(report.items)} papers" + (" (no new papers this week)" if report.empty else ""))
+    click.echo(f"html: {report.html}")
+    click.echo(f"text: {report.text}")
+
+
+@cli.group()
+def edition() -> None:
+    """List, show and change editions: exclude, include, move, note, test-send, approve.
+
+    \b
+    Example:
+        cartdigest edition list
+        cartdigest edition exclude 3 40238938
+    """
+
+
+def _builder(context: Context):
+    from tracker.publish import edition_builder
+
+    return edition_builder(context.settings)
+
+
+@edition.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one per edition.")
+@pass_context
+def edition_list(context: Context, as_json: bool) -> None:
+    """Editions with their status: draft, approved, sending, sent.
+
+    \b
+    Example:
+        cartdigest edition list --json
+    """
+    with _builder(context) as builder:
+        rows = builder.editions()
+    for row in rows:
+        if as_json:
+            emit_json({"edition": row["id"], "week": row["week"], "status": row["status"],
+                       "items": row["items"], "approved_by": row["approved_by"],
+                       "sent_at": row["sent_at"]})
+        else:
+            click.echo(f"{row['id']:>4}  {row['week']}  {row['status']:<9} {row['items']:>3} papers")
+
+
+@edition.command(name="show")
+@click.argument("edition_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_context
+def edition_show(context: Context, edition_id: int, as_json: bool) -> None:
+    """One edition: its note, sections, items and what was left out.
+
+    \b
+    Example:
+        cartdigest edition show 3
+    """
+    with _builder(context) as builder:
+        view = builder.view(edition_id)
+    if as_json:
+        emit_json({"edition": view.id, "week": view.week, "status": view.status, "note": view.note,
+                   "items": [{"pmid": i.pmid, "section": i.section, "title": i.title_text,
+                              "study_type": i.study_type, "finding": i.finding_html}
+                             for i in view.items],
+                   "excluded": [{"pmid": i.pmid, "title": i.title_text, "reason": i.left_out}
+                                for i in view.excluded]})
+        return
+    click.echo(f"edition {view.id}: {view.week} ({view.week_label}), {view.status}")
+    if view.note:
+        click.echo(f"note: {view.note}")
+    for section in view.sections:
+        click.echo(f"\n{section.label} [{section.key}]")
+        for item in section.items:
+            click.echo(f"  {item.pmid:>10}  {item.study_label:<20} {item.title_text[:80]}")
+    if view.excluded:
+        click.echo("\nleft out")
+        for item in view.excluded:
+            click.echo(f"  {item.pmid:>10}  {item.left_out:<22} {item.title_text[:70]}")
+
+
+def _edition_change(context: Context, action: str, edition_id: int, *args: str) -> None:
+    with _builder(context) as builder:
+        getattr(builder, action)(edition_id, *args, context.editor, context.now())
+
+
+@edition.command(name="exclude")
+@click.argument("edition_id", type=int)
+@click.argument("pmid")
+@pass_context
+def edition_exclude(context: Context, edition_id: int, pmid: str) -> None:
+    """Leave a paper out of a draft (it stays out when the draft is rebuilt).
+
+    \b
+    Example:
+        cartdigest edition exclude 3 40238938
+    """
+    _edition_change(context, "exclude", edition_id, pmid)
+    click.echo(f"excluded {pmid} from edition {edition_id}")
+
+
+@edition.command(name="include")
+@click.argument("edition_id", type=int)
+@click.argument("pmid")
+@pass_context
+def edition_include(context: Context, edition_id: int, pmid: str) -> None:
+    """Put a paper of the week into a draft, even one the classifier left out.
+
+    \b
+    Example:
+        cartdigest edition include 3 40238938
+    """
+    _edition_change(context, "include", edition_id, pmid)
+    click.echo(f"included {pmid} in edition {edition_id}")
+
+
+@edition.command(name="move")
+@click.argument("edition_id", type=int)
+@click.argument("pmid")
+@click.argument("section")
+@pass_context
+def edition_move(context: Context, edition_id: int, pmid: str, section: str) -> None:
+    """Move a paper to another section (recorded as a correction of its labels).
+
+    SECTION is a therapy key, `other` or `related`.
+
+    \b
+    Example:
+        cartdigest edition move 3 40238938 cell_therapy
+    """
+    _edition_change(context, "move", edition_id, pmid, section)
+    click.echo(f"moved {pmid} to {section} in edition {edition_id}")
+
+
+@edition.command(name="reorder")
+@click.argument("edition_id", type=int)
+@click.argument("pmid")
+@click.argument("direction", type=click.Choice(["up", "down"]))
+@pass_context
+def edition_reorder(context: Context, edition_id: int, pmid: str, direction: str) -> None:
+    """Move a paper one place up or down in its section.
+
+    \b
+    Example:
+        cartdigest edition reorder 3 40238938 up
+    """
+    _edition_change(context, "reorder", edition_id, pmid, direction)
+    click.echo(f"moved {pmid} {direction} in edition {edition_id}")
+
+
+@edition.command(name="finding")
+@click.argument("edition_id", type=int)
+@click.argument("pmid")
+@click.argument("text")
+@pass_context
+def edition_finding(context: Context, edition_id: int, pmid: str, text: str) -> None:
+    """Replace a paper's key finding in a draft.
+
+    \b
+    Example:
+        cartdigest edition finding 3 40238938 "Responses were best when relapse came late."
+    """
+    _edition_change(context, "set_finding", edition_id, pmid, text)
+    click.echo(f"set the key finding of {pmid} in edition {edition_id}")
+
+
+@edition.command(name="note")
+@click.argument("edition_id", type=int)
+@click.argument("text")
+@pass_context
+def edition_note(context: Context, edition_id: int, text: str) -> None:
+    """Set the editor's note at the top of a draft ("" removes it).
+
+    \b
+    Example:
+        cartdigest edition note 3 "Two bispecific cohorts this week."
+    """
+    with _builder(context) as builder:
+        builder.set_note(edition_id, text)
+    click.echo(f"set the note of edition {edition_id}")
+
+
+@edition.command(name="test-send")
+@click.argument("edition_id", type=int)
+@click.option("--to", "address", required=True, metavar="EMAIL", help="Where to send the test.")
+@pass_context
+def edition_test_send(context: Context, edition_id: int, address: str) -> None:
+    """Send the edition to one address, marked as a test.
+
+    \b
+    Example:
+        cartdigest edition test-send 3 --to editor@example.org
+    """
+    from tracker.publish import test_send
+
+    where = test_send(context.settings, edition_id, address, context.now())
+    click.echo(f"test sent: {where}")
+
+
+@edition.command(name="approve")
+@click.argument("edition_id", type=int)
+@pass_context
+def edition_approve(context: Context, edition_id: int) -> None:
+    """Lock a draft for sending; an approved edition never changes.
+
+    \b
+    Example:
+        cartdigest edition approve 3
+    """
+    with _builder(context) as builder:
+        builder.approve(edition_id, context.editor, context.now())
+    click.echo(f"approved edition {edition_id}")
 
 
 @cli.command()

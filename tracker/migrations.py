@@ -92,4 +92,47 @@ CREATE TABLE corrections (
     UNIQUE (paper_id, field)
 );
 """),
+    (3, "weekly editions, their items, editor changes and editor accounts", """
+CREATE TABLE editions (
+    id          INTEGER PRIMARY KEY,
+    week        TEXT NOT NULL UNIQUE,            -- ISO week, '2026-W46'
+    status      TEXT NOT NULL DEFAULT 'draft'
+                CHECK (status IN ('draft', 'approved', 'sending', 'sent')),
+    note        TEXT,                            -- the editor's note at the top
+    created_at  TEXT NOT NULL,
+    built_at    TEXT NOT NULL,
+    approved_at TEXT,
+    approved_by TEXT,
+    sent_at     TEXT,
+    snapshot    TEXT                             -- JSON of the edition, frozen at approval
+);
+
+-- The draft as last built: which paper sits in which section, in which order.
+CREATE TABLE edition_items (
+    edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+    paper_id   INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
+    section    TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (edition_id, paper_id)
+);
+
+-- Editor changes to one edition; a rebuild of the draft applies them again.
+-- (Moving a paper to another section is a correction of its labels: see `corrections`.)
+CREATE TABLE edition_changes (
+    edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+    paper_id   INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('exclude', 'include', 'finding', 'position')),
+    value      TEXT,
+    editor     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (edition_id, paper_id, kind)
+);
+
+CREATE TABLE editors (
+    name          TEXT PRIMARY KEY,
+    email         TEXT,
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+"""),
 ]

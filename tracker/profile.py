@@ -23,6 +23,7 @@ class Query:
     name: str
     term: str
     description: str = ""
+    label: str = ""          # a few words for readers: "CAR-T failure in B-cell lymphoma"
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
         term = " ".join(_require(entry, "term", str, where).split())
         if not term:
             raise ProfileError(f"{where}: term is empty")
-        queries.append(Query(name, term, entry.get("description", "")))
+        queries.append(Query(name, term, entry.get("description", ""), entry.get("label", name)))
     if len({query.name for query in queries}) != len(queries):
         raise ProfileError(f"{source}: two queries share a name")
     seeds = []

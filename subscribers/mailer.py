@@ -1,0 +1,226 @@
+"""Building and sending email: an outbox folder of .eml files, or any SMTP relay.
+
+With no `CARTDIGEST_SMTP_URL`, every message is written to `<data dir>/outbox/` (the embedded
+default and the dry run). With one, one SMTP connection is reused for many messages and
+re-opened after a 421 or a dropped connection. Errors come back classified, so delivery can
+retry a 4xx later, suppress an address after a 5xx, and stop on a policy refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlparse
+
+from tracker.errors import CartdigestError
+
+log = logging.getLogger(__name__)
+
+ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+class AddressError(CartdigestError):
+    """Not an address we will send to."""
+
+
+class SendError(CartdigestError):
+    """A message was not accepted. `permanent`: 5xx; `policy`: 5.7.x (stop and alert)."""
+
+    def __init__(self, message: str, code: int | None = None, permanent: bool = False,
+                 policy: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+        self.policy = policy
+
+
+def normalise_address(raw: str) -> str:
+    """A single, plain address in lower case; anything that could carry a header is refused."""
+    text = (raw or "").strip()
+    if any(char in text for char in "\r\n\t\0,;<>\"() ") or len(text) > 254:
+        raise AddressError(f"{raw!r} is not a single plain email address")
+    if not ADDRESS.match(text):
+        raise AddressError(f"{raw!r} is not a valid email address")
+    local, _, domain = text.rpartition("@")
+    if len(local) > 64:
+        raise AddressError(f"{raw!r} has a local part longer than 64 characters")
+    return f"{local}@{domain.lower()}".lower()
+
+
+def clean_display_name(name: str | None) -> str:
+    """A display name with no line breaks or control characters (no header injection)."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()[:100]
+
+
+def build_message(*, sender: str, to: str, subject: str, text: str, html: str | None,
+                  now: datetime, to_name: str | None = None,
+                  headers: dict[str, str] | None = None) -> EmailMessage:
+    """A multipart/alternative message (text first, then HTML) with Date and Message-ID."""
+    message = EmailMessage()
+    message["From"] = sender
+    recipient = normalise_address(to)
+    local, _, domain = recipient.partition("@")
+    message["To"] = Address(display_name=clean_display_name(to_name), username=local, domain=domain)
+    message["Subject"] = clean_display_name(subject)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex[:12],
+                                       domain=sender.rpartition("@")[2] or "cartdigest.local")
+    for name, value in (headers or {}).items():
+        message[name] = clean_display_name(value)
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return message
+
+
+class Mailer(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+    def close(self) -> None: ...
+
+
+class OutboxMailer:
+    """Writes each message as an .eml file: the default without SMTP, and the dry run."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CartdigestError(f"cannot create the outbox {folder}: {error.strerror}") from None
+
+    def send(self, message: EmailMessage) -> None:
+        recipient = str(message["To"].addresses[0].addr_spec)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        name = f"{stamp}-{re.sub(r'[^a-z0-9@.-]', '_', recipient)}-{uuid.uuid4().hex[:8]}.eml"
+        path = self.folder / name
+        temporary = path.with_suffix(".tmp")
+        try:
+            temporary.write_bytes(bytes(message))
+            temporary.replace(path)   # a reader of the outbox never sees half a message
+        except OSError as error:
+            raise SendError(f"cannot write {path}: {error.strerror}") from None
+        self.last_path = path
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str | None
+    password: str | None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 30.0) -> "SmtpSettings":
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query)
+        implicit = parsed.scheme == "smtps"
+        return cls(host=parsed.hostname or "localhost", port=parsed.port or (465 if implicit else 25),
+                   implicit_tls=implicit, starttls=query.get("starttls", ["0"])[0] in ("1", "true", "yes"),
+                   username=unquote(parsed.username) if parsed.username else None,
+                   password=unquote(parsed.password) if parsed.password else None, timeout=timeout)
+
+    def describe(self) -> str:
+        """For logs and errors: never the password."""
+        return f"{'smtps' if self.implicit_tls else 'smtp'}://{self.host}:{self.port}"
+
+
+class SmtpMailer:
+    """One SMTP connection reused for many messages; reconnects on 421 or a dropped link."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.connection: smtplib.SMTP | None = None
+        self.connections_opened = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self.settings
+        try:
+            if settings.implicit_tls:
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    settings.host, settings.port, timeout=settings.timeout,
+                    context=ssl.create_default_context())
+            else:
+                connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+                if settings.starttls:
+                    connection.starttls(context=ssl.create_default_context())
+            if settings.username:
+                connection.login(settings.username, settings.password or "")
+        except smtplib.SMTPAuthenticationError:
+            raise SendError(f"the SMTP relay {settings.describe()} refused the login: check the "
+                            "user and password in CARTDIGEST_SMTP_URL", policy=True) from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise SendError(f"cannot connect to {settings.describe()}: {error}") from None
+        self.connections_opened += 1
+        return connection
+
+    def send(self, message: EmailMessage) -> None:
+        for attempt in range(2):
+            if self.connection is None:
+                self.connection = self._connect()
+            try:
+                refused = self.connection.send_message(message)
+            except smtplib.SMTPRecipientsRefused as error:
+                code, reply = next(iter(error.recipients.values()))
+                raise self._classify(code, reply) from None
+            except smtplib.SMTPSenderRefused as error:
+                raise self._classify(error.smtp_code, error.smtp_error) from None
+            except smtplib.SMTPDataError as error:
+                raise self._classify(error.smtp_code, error.smtp_error) from None
+            except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as error:
+                # 421 (service closing) or a dropped link: open a new connection and try once more.
+                code = getattr(error, "smtp_code", None)
+                self._drop()
+                if attempt == 0 and (code in (None, 421)):
+                    log.info("SMTP connection lost (%s); reconnecting", code or error.__class__.__name__)
+                    continue
+                raise SendError(f"the SMTP relay {self.settings.describe()} failed: {error}",
+                                code=code) from None
+            if refused:
+                code, reply = next(iter(refused.values()))
+                raise self._classify(code, reply)
+            return
+
+    def _classify(self, code: int, reply: bytes | str) -> SendError:
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        policy = code >= 500 and text.lstrip().startswith("5.7")
+        return SendError(f"SMTP {code}: {text}", code=code, permanent=code >= 500, policy=policy)
+
+    def _drop(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self.connection = None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self.connection = None
+
+
+def mailer_for(smtp_url: str | None, outbox: Path, timeout: float = 30.0) -> Mailer:
+    if smtp_url:
+        return SmtpMailer(SmtpSettings.from_url(smtp_url, timeout))
+    return OutboxMailer(outbox)
