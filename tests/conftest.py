@@ -55,3 +55,70 @@ def client(standin: EutilsStandIn):
 
 def day(text: str) -> date:
     return date.fromisoformat(text)
+
+
+# -- a week of papers, for edition tests ---------------------------------------------------------
+
+WEEK = "2026-W46"   # Monday 9 to Sunday 15 November 2026
+
+
+def week_papers():
+    """Papers written for these tests (not real records), Entrez-dated in WEEK."""
+    from tracker.paper import AbstractSection, Paper
+
+    def paper(pmid, title, edat, abstract, types=("Journal Article",), **more):
+        sections = [AbstractSection(label, None, text) for label, text in abstract] \
+            if isinstance(abstract, list) else [AbstractSection(None, None, abstract)]
+        return Paper(pmid=pmid, title=title, edat=edat, pub_date=edat, abstract=sections,
+                     authors=more.pop("authors", ["Doe J", "Roe R", "Poe P", "Loe L"]),
+                     journal="Blood Advances", journal_abbrev="Blood Adv",
+                     publication_types=list(types), **more)
+
+    return [
+        paper("41000001", "Glofitamab after CAR T-cell failure in large B-cell lymphoma", "2026-11-09",
+              [("METHODS", "A retrospective cohort of 40 patients."),
+               ("CONCLUSIONS", "Glofitamab gave durable responses after CAR-T failure.")],
+              doi="10.1/a", pmcid="PMC1"),
+        paper("41000002", "Epcoritamab in lymphoma relapsing after CAR-T: a phase 2 trial", "2026-11-10",
+              "In this phase 2 trial (NCT01234567) epcoritamab was given after CAR-T failure. "
+              "Epcoritamab may offer a bridge to transplant for some.", types=("Clinical Trial, Phase II",)),
+        paper("41000003", "Second CAR-T infusion after relapse following axi-cel", "2026-11-11",
+              "Twelve patients with lymphoma relapsing after axi-cel got a second CAR-T infusion. "
+              "Responses occurred in half."),
+        paper("41000004", "Why CAR T cells fail in lymphoma", "2026-11-12",
+              "This review discusses relapse after CAR T-cell therapy in lymphoma.", types=("Review",)),
+        paper("41000005", "Relapse after BCMA CAR-T in myeloma treated with teclistamab", "2026-11-13",
+              "Teclistamab was given to patients with myeloma relapsing after BCMA CAR-T."),
+        paper("41000006", "Cytokine release syndrome after axi-cel", "2026-11-14",
+              "CRS occurred in most patients with refractory lymphoma treated with axi-cel."),
+        paper("41000007", "Glofitamab after CAR-T failure in lymphoma", "2026-11-02",
+              "Outside the week: entered PubMed the week before."),
+    ]
+
+
+@pytest.fixture
+def week_store(store):
+    """A store holding week_papers(), classified, with one complete fetch run."""
+    from tracker.classify import Classifier
+    from tracker.labels import classify_store
+    from tracker.lexicon import build_lexicon
+    from tracker.profile import load_profile
+
+    with store.transaction():
+        for paper in week_papers():
+            store.upsert_paper(paper, ["query:car-t-failure-lymphoma"], NOW)
+    run = store.start_fetch_run(date(2026, 11, 1), date(2026, 11, 16), NOW)
+    store.finish_fetch_run(run, "complete", NOW, searches=[], requests=5, found=7, new=7, updated=0,
+                           watermark=date(2026, 11, 16))
+    classify_store(store, Classifier(build_lexicon(load_profile())), NOW)
+    return store
+
+
+@pytest.fixture
+def builder(week_store):
+    from tracker.edition import EditionBuilder
+    from tracker.lexicon import build_lexicon
+    from tracker.profile import load_profile
+
+    profile = load_profile()
+    return EditionBuilder(week_store, profile, build_lexicon(profile))

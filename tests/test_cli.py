@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import stat
 import subprocess
@@ -128,7 +129,10 @@ def test_demo_runs_offline_in_an_empty_folder(tmp_path):
                             env={k: v for k, v in os.environ.items() if not k.startswith("CARTDIGEST")})
     assert result.returncode == 0, result.stderr
     assert "fetched 16 papers" in result.stdout
-    assert str(tmp_path / "demo") in result.stdout
+    html = re.search(r"digest \(HTML\): (\S+)", result.stdout).group(1)
+    text = re.search(r"digest \(text\): (\S+)", result.stdout).group(1)
+    assert html.startswith(str(tmp_path / "demo")) and Path(html).read_text().startswith("<!DOCTYPE html>")
+    assert "BISPECIFIC ANTIBODIES" in Path(text).read_text()
 
 
 def test_readme_lists_every_setting_and_command():

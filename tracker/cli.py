@@ -566,6 +566,67 @@ def edition_approve(context: Context, edition_id: int) -> None:
     click.echo(f"approved edition {edition_id}")
 
 
+@cli.group()
+def editor() -> None:
+    """Editor accounts for the review pages.
+
+    \b
+    Example:
+        cartdigest editor add ada --email ada@example.org
+    """
+
+
+@editor.command(name="add")
+@click.argument("name")
+@click.option("--email", help="Where the editor gets notices (optional).")
+@click.password_option(help="The password (asked for twice when not given).")
+@pass_context
+def editor_add(context: Context, name: str, email: str | None, password: str) -> None:
+    """Create an editor account, or set a new password for an existing one.
+
+    \b
+    Example:
+        cartdigest editor add ada
+    """
+    from tracker.accounts import add_editor
+    from tracker.store import open_store
+
+    settings = context.settings
+    with open_store(settings.data_dir, settings.database_path) as store:
+        created = add_editor(store, name, password, email, context.now())
+    click.echo(f"{'created' if created else 'updated'} editor {name}")
+
+
+@editor.command(name="hash")
+@click.password_option(help="The password to hash.")
+def editor_hash(password: str) -> None:
+    """Print a password hash for `editor_accounts` in the config file.
+
+    \b
+    Example:
+        cartdigest editor hash
+    """
+    from werkzeug.security import generate_password_hash
+
+    click.echo(generate_password_hash(password))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@pass_context
+def serve(context: Context, host: str, port: int) -> None:
+    """Serve the editors' review pages (login required) and the public pages.
+
+    \b
+    Example:
+        cartdigest serve --port 8000
+    """
+    from tracker.web import serve as run_server
+
+    run_server(context.settings, host, port)
+
+
 @cli.command()
 @click.option("--data-dir", "demo_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the demo's data (default ./cartdigest-demo).")

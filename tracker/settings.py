@@ -95,6 +95,18 @@ def _email_list(value: Any) -> tuple[str, ...]:
     return tuple(_email(item) for item in items if item)
 
 
+def _accounts(value: Any) -> tuple[dict[str, str], ...]:
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise ValueError('must be a list of tables like {name = "ada", password_hash = "scrypt:..."}')
+    accounts = []
+    for entry in value:
+        if set(entry) != {"name", "password_hash"} or not all(isinstance(v, str) and v for v in entry.values()):
+            raise ValueError("each account needs exactly a name and a password_hash "
+                             "(make one with `cartdigest editor hash`)")
+        accounts.append(dict(entry))
+    return tuple(accounts)
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
@@ -150,6 +162,8 @@ SETTINGS: tuple[Setting, ...] = (
             "public URL of `cartdigest serve`, used in links inside emails", env="CARTDIGEST_BASE_URL"),
     Setting("from_address", "cartdigest@localhost", _email, "From: address of every email"),
     Setting("editor_emails", (), _email_list, "editors told about each new draft"),
+    Setting("editor_accounts", (), _accounts,
+            "editor logins besides `cartdigest editor add`: [{name, password_hash}]", secret=True),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -177,6 +191,7 @@ class Settings:
     base_url: str = "http://127.0.0.1:8000"
     from_address: str = "cartdigest@localhost"
     editor_emails: tuple[str, ...] = ()
+    editor_accounts: tuple[dict[str, str], ...] = field(default=(), repr=False)
     config_file: Path | None = None
 
     @property

@@ -9,10 +9,12 @@ from pathlib import Path
 from tracker.demo import last_complete_week_start, sample_standin
 from tracker.fetch import fetch_window
 from tracker.classify import Classifier
+from tracker.edition import week_of
 from tracker.eutils import EutilsClient
 from tracker.labels import classify_store
 from tracker.lexicon import build_lexicon
 from tracker.profile import load_profile
+from tracker.publish import draft_edition
 from tracker.settings import Settings
 from tracker.setup import init_data_dir
 from tracker.store import open_store
@@ -50,5 +52,9 @@ def run_demo(data_dir: Path, now: datetime) -> DemoReport:
     report.lines.append(
         f"classified {labelled.classified} papers: {labelled.core} core, {labelled.adjacent} "
         f"adjacent, {labelled.off_topic} off topic (classifier {classifier.version})")
+    drafted = draft_edition(settings, week_of(week_start), now)
+    report.lines.append(f"drafted edition {drafted.edition} for {drafted.week}: {len(drafted.items)} papers")
+    report.lines.append(f"digest (HTML): {drafted.html}")
+    report.lines.append(f"digest (text): {drafted.text}")
     report.lines.append(f"store: {settings.database_path.resolve()}")
     return report
