@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+import socket
 import ssl
 import time
 import uuid
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.header import Header
+from email.policy import compat32
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +33,9 @@ log = logging.getLogger(__name__)
 
 ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+SMTP_POLICY = compat32.clone(linesep="\r\n")
 
 
 class AddressError(CartdigestError):
@@ -59,34 +66,50 @@ def normalise_address(raw: str) -> str:
     return f"{local}@{domain.lower()}".lower()
 
 
+def clean_header(value: str | None) -> str:
+    """A header value with no line breaks or control characters (no header injection)."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", value or "").strip()
+
+
 def clean_display_name(name: str | None) -> str:
-    """A display name with no line breaks or control characters (no header injection)."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", name or "").strip()[:100]
+    return clean_header(name)[:100]
 
 
 def build_message(*, sender: str, to: str, subject: str, text: str, html: str | None,
                   now: datetime, to_name: str | None = None,
-                  headers: dict[str, str] | None = None) -> EmailMessage:
-    """A multipart/alternative message (text first, then HTML) with Date and Message-ID."""
-    message = EmailMessage()
-    message["From"] = sender
+                  headers: dict[str, str] | None = None) -> Message:
+    """A multipart/alternative message (text first, then HTML) with Date and Message-ID.
+
+    Built with the compat32 MIME classes and base64 bodies: encoding happens in C, several
+    times faster than EmailMessage's header registry, which matters at 10,000 messages.
+    """
     recipient = normalise_address(to)
-    local, _, domain = recipient.partition("@")
-    message["To"] = Address(display_name=clean_display_name(to_name), username=local, domain=domain)
-    message["Subject"] = clean_display_name(subject)
+    name = clean_display_name(to_name)
+    text_part = MIMEText(text, "plain", "utf-8")
+    if html is None:
+        message: Message = text_part
+    else:
+        message = MIMEMultipart("alternative")
+        message.attach(text_part)
+        message.attach(MIMEText(html, "html", "utf-8"))
+    message["From"] = sender
+    message["To"] = formataddr((str(Header(name, "utf-8")) if not name.isascii() else name, recipient)) \
+        if name else recipient
+    message["Subject"] = Header(clean_header(subject)[:250], "utf-8")
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex[:12],
                                        domain=sender.rpartition("@")[2] or "cartdigest.local")
-    for name, value in (headers or {}).items():
-        message[name] = clean_display_name(value)
-    message.set_content(text)
-    if html is not None:
-        message.add_alternative(html, subtype="html")
+    for header, value in (headers or {}).items():
+        message[header] = clean_header(value)
     return message
 
 
+def recipient_of(message: Message) -> str:
+    return getaddresses([str(message["To"])])[0][1]
+
+
 class Mailer(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: Message) -> None: ...
     def close(self) -> None: ...
 
 
@@ -100,14 +123,14 @@ class OutboxMailer:
         except OSError as error:
             raise CartdigestError(f"cannot create the outbox {folder}: {error.strerror}") from None
 
-    def send(self, message: EmailMessage) -> None:
-        recipient = str(message["To"].addresses[0].addr_spec)
+    def send(self, message: Message) -> None:
+        recipient = recipient_of(message)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         name = f"{stamp}-{re.sub(r'[^a-z0-9@.-]', '_', recipient)}-{uuid.uuid4().hex[:8]}.eml"
         path = self.folder / name
         temporary = path.with_suffix(".tmp")
         try:
-            temporary.write_bytes(bytes(message))
+            temporary.write_bytes(message.as_bytes())
             temporary.replace(path)   # a reader of the outbox never sees half a message
         except OSError as error:
             raise SendError(f"cannot write {path}: {error.strerror}") from None
@@ -126,6 +149,7 @@ class SmtpSettings:
     username: str | None
     password: str | None
     timeout: float = 30.0
+    cafile: str | None = None   # a private CA for an internal relay (?cafile=/path/ca.pem)
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 30.0) -> "SmtpSettings":
@@ -135,7 +159,8 @@ class SmtpSettings:
         return cls(host=parsed.hostname or "localhost", port=parsed.port or (465 if implicit else 25),
                    implicit_tls=implicit, starttls=query.get("starttls", ["0"])[0] in ("1", "true", "yes"),
                    username=unquote(parsed.username) if parsed.username else None,
-                   password=unquote(parsed.password) if parsed.password else None, timeout=timeout)
+                   password=unquote(parsed.password) if parsed.password else None, timeout=timeout,
+                   cafile=query.get("cafile", [None])[0])
 
     def describe(self) -> str:
         """For logs and errors: never the password."""
@@ -156,11 +181,14 @@ class SmtpMailer:
             if settings.implicit_tls:
                 connection: smtplib.SMTP = smtplib.SMTP_SSL(
                     settings.host, settings.port, timeout=settings.timeout,
-                    context=ssl.create_default_context())
+                    context=ssl.create_default_context(cafile=settings.cafile))
             else:
                 connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
                 if settings.starttls:
-                    connection.starttls(context=ssl.create_default_context())
+                    connection.starttls(context=ssl.create_default_context(cafile=settings.cafile))
+            # SMTP is a dialogue of small writes; with Nagle's algorithm each can wait ~40 ms for
+            # the peer's delayed ACK, which on a long-lived (TLS) connection dominates the send.
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if settings.username:
                 connection.login(settings.username, settings.password or "")
         except smtplib.SMTPAuthenticationError:
@@ -171,32 +199,45 @@ class SmtpMailer:
         self.connections_opened += 1
         return connection
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
+        """Send one message on the shared connection; a 421 or a dropped link gets one fresh
+        connection and one more try. Raises SendError, classified."""
         for attempt in range(2):
             if self.connection is None:
                 self.connection = self._connect()
             try:
-                refused = self.connection.send_message(message)
+                # smtplib sends bytes as they are: SMTP wants CRLF line endings.
+                refused = self.connection.sendmail(self.envelope_sender(message), [recipient_of(message)],
+                                                   message.as_bytes(policy=SMTP_POLICY))
             except smtplib.SMTPRecipientsRefused as error:
                 code, reply = next(iter(error.recipients.values()))
-                raise self._classify(code, reply) from None
-            except smtplib.SMTPSenderRefused as error:
-                raise self._classify(error.smtp_code, error.smtp_error) from None
-            except smtplib.SMTPDataError as error:
-                raise self._classify(error.smtp_code, error.smtp_error) from None
-            except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as error:
-                # 421 (service closing) or a dropped link: open a new connection and try once more.
-                code = getattr(error, "smtp_code", None)
-                self._drop()
-                if attempt == 0 and (code in (None, 421)):
-                    log.info("SMTP connection lost (%s); reconnecting", code or error.__class__.__name__)
+                if code == 421 and attempt == 0:
+                    self._reconnect(code)
                     continue
-                raise SendError(f"the SMTP relay {self.settings.describe()} failed: {error}",
-                                code=code) from None
+                raise self._classify(code, reply) from None
+            except smtplib.SMTPResponseException as error:   # MAIL FROM or DATA refused
+                if error.smtp_code == 421 and attempt == 0:
+                    self._reconnect(421)
+                    continue
+                raise self._classify(error.smtp_code, error.smtp_error) from None
+            except (smtplib.SMTPServerDisconnected, OSError) as error:
+                if attempt == 0:
+                    self._reconnect(error.__class__.__name__)
+                    continue
+                self._drop()
+                raise SendError(f"the SMTP relay {self.settings.describe()} failed: {error}") from None
             if refused:
                 code, reply = next(iter(refused.values()))
                 raise self._classify(code, reply)
             return
+
+    @staticmethod
+    def envelope_sender(message: Message) -> str:
+        return getaddresses([str(message["From"])])[0][1]
+
+    def _reconnect(self, why: object) -> None:
+        log.info("SMTP connection closed (%s); reconnecting", why)
+        self._drop()
 
     def _classify(self, code: int, reply: bytes | str) -> SendError:
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)

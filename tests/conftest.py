@@ -122,3 +122,64 @@ def builder(week_store):
 
     profile = load_profile()
     return EditionBuilder(week_store, profile, build_lexicon(profile))
+
+
+# -- a real SMTP server on 127.0.0.1 ------------------------------------------------------------
+
+class RecordingHandler:
+    """aiosmtpd handler that records messages and fails on demand.
+
+    `refuse` maps an address to an RCPT reply (e.g. "550 5.1.1 no such user"); `data_replies`
+    is a list of DATA replies used first (e.g. ["451 4.3.0 try again"]); `slow_for` names an
+    address whose DATA waits `slow_seconds` before it is accepted."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        self.refuse: dict[str, str] = {}
+        self.data_replies: list[str] = []
+        self.sessions: set[int] = set()
+        self.slow_for: str | None = None
+        self.slow_seconds = 60.0
+        self.slow_started = False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        self.sessions.add(id(session))
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        import asyncio
+
+        if self.data_replies:
+            return self.data_replies.pop(0)
+        if self.slow_for and self.slow_for in envelope.rcpt_tos:
+            self.slow_started = True
+            await asyncio.sleep(self.slow_seconds)
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+    def received_by(self, address: str) -> int:
+        return sum(1 for recipients, _ in self.messages if address in recipients)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port; Controller(port=0) does not work."""
+    from aiosmtpd.controller import Controller
+
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    handler.url = f"smtp://127.0.0.1:{controller.port}"
+    yield handler
+    controller.stop()

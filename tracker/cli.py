@@ -627,6 +627,154 @@ def serve(context: Context, host: str, port: int) -> None:
     run_server(context.settings, host, port)
 
 
+def _sections(value: str | None) -> list[str]:
+    return [key.strip() for key in (value or "").split(",") if key.strip()]
+
+
+@cli.group()
+def subscribers() -> None:
+    """Readers: add, import, list, remove, export.
+
+    \b
+    Example:
+        cartdigest subscribers add reader@example.org --sections bispecific_antibody
+    """
+
+
+@subscribers.command(name="add")
+@click.argument("email")
+@click.option("--name", help="The reader's name.")
+@click.option("--sections", metavar="LIST", help="Comma-separated section keys (none = all).")
+@click.option("--confirmed", is_flag=True,
+              help="Consent was already collected: skip the confirmation email.")
+@pass_context
+def subscribers_add(context: Context, email: str, name: str | None, sections: str | None,
+                    confirmed: bool) -> None:
+    """Add a reader; without --confirmed a confirmation email is sent (double opt-in).
+
+    \b
+    Example:
+        cartdigest subscribers add reader@example.org --name "Ada" --sections cell_therapy
+    """
+    from subscribers.service import add_reader
+
+    reader, outcome = add_reader(context.settings, email, context.now(), name=name,
+                                 sections=_sections(sections), confirmed=confirmed)
+    note = " (confirmation email sent)" if reader.status == "pending" and outcome == "added" else ""
+    click.echo(f"{outcome} {reader.email}: {reader.status}{note}")
+
+
+@subscribers.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--confirmed", is_flag=True, help="Consent for this list was already collected.")
+@pass_context
+def subscribers_import(context: Context, file: Path, confirmed: bool) -> None:
+    """Import readers from a CSV file with the columns email,name,sections.
+
+    Bad rows are reported by line number and skipped; good rows are kept; duplicates merge.
+
+    \b
+    Example:
+        cartdigest subscribers import readers.csv --confirmed
+    """
+    from subscribers.service import import_readers
+
+    report = import_readers(context.settings, file, context.now(), confirmed)
+    for problem in report.problems:
+        click.echo(f"cartdigest: {file}: {problem}", err=True)
+    click.echo(f"imported {file}: {report.added} added, {report.merged} merged, "
+               f"{report.unchanged} unchanged, {len(report.problems)} rows skipped"
+               + (f"; {len(report.new_pending)} confirmation emails sent" if report.new_pending else ""))
+
+
+@subscribers.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: email, name, sections, status.")
+@pass_context
+def subscribers_list(context: Context, as_json: bool) -> None:
+    """List readers.
+
+    \b
+    Example:
+        cartdigest subscribers list --json
+    """
+    from subscribers.service import reader_store
+
+    with reader_store(context.settings) as readers:
+        everyone = readers.all()
+    for reader in everyone:
+        if as_json:
+            emit_json(reader.as_json())
+        else:
+            click.echo(f"{reader.email:<40} {reader.status:<13} {','.join(reader.sections) or 'all'}")
+
+
+@subscribers.command(name="remove")
+@click.argument("email")
+@pass_context
+def subscribers_remove(context: Context, email: str) -> None:
+    """Delete a reader and their data; only a hash of the address is kept, so they are never
+    mailed again by accident.
+
+    \b
+    Example:
+        cartdigest subscribers remove reader@example.org
+    """
+    from subscribers.service import reader_store
+
+    with reader_store(context.settings) as readers:
+        removed = readers.remove(email, context.now())
+    click.echo(f"removed {email}" if removed else f"no reader {email}; the address is suppressed anyway")
+
+
+@subscribers.command(name="export")
+@click.argument("email")
+@pass_context
+def subscribers_export(context: Context, email: str) -> None:
+    """Print everything held about one reader, as JSON.
+
+    \b
+    Example:
+        cartdigest subscribers export reader@example.org > reader.json
+    """
+    from subscribers.service import reader_store
+
+    with reader_store(context.settings) as readers:
+        emit_json(readers.export(email))
+
+
+@cli.command()
+@click.argument("edition_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--dry-run", "dry_run_folder", type=click.Path(path_type=Path), metavar="FOLDER",
+              help="Write every reader's message to FOLDER instead of sending.")
+@pass_context
+def send(context: Context, edition_id: int, as_json: bool, dry_run_folder: Path | None) -> None:
+    """Send an approved edition to every confirmed reader, once each.
+
+    Safe to run again: a send that was stopped resumes where it was, and an edition already
+    sent sends nothing.
+
+    \b
+    Example:
+        cartdigest send 3 --json
+    """
+    from subscribers.service import send as send_edition
+
+    result = send_edition(context.settings, edition_id, context.now, dry_run_folder)
+    if dry_run_folder is not None:
+        click.echo(f"wrote {result} messages to {dry_run_folder} (nothing sent)")
+        return
+    if as_json:
+        emit_json(result.as_json())
+        return
+    click.echo(f"edition {edition_id}: {result.sent} sent, {result.skipped} already had it, "
+               f"{result.failed} failed" + (" -- edition sent to every reader" if result.finished else ""))
+    for address in result.hard_bounces:
+        click.echo(f"  hard bounce, marked bounced: {address}")
+    for address in result.soft_bounces:
+        click.echo(f"  soft bounce, retried by the next send: {address}")
+
+
 @cli.command()
 @click.option("--data-dir", "demo_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the demo's data (default ./cartdigest-demo).")

@@ -135,4 +135,46 @@ CREATE TABLE editors (
     created_at    TEXT NOT NULL
 );
 """),
+    (4, "readers, their consent history, suppressed addresses and the send log", """
+CREATE TABLE readers (
+    id             INTEGER PRIMARY KEY,
+    email          TEXT NOT NULL UNIQUE,          -- normalised (subscribers.mailer)
+    name           TEXT,
+    sections       TEXT NOT NULL DEFAULT '[]',    -- JSON list of section keys; [] = all
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'unsubscribed', 'bounced')),
+    consent_at     TEXT,
+    consent_source TEXT,                          -- 'web form', 'cli', 'import readers.csv' ...
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+
+-- Every consent and change, when and from where: what a reader's data export shows.
+CREATE TABLE reader_events (
+    id        INTEGER PRIMARY KEY,
+    reader_id INTEGER NOT NULL REFERENCES readers (id) ON DELETE CASCADE,
+    at        TEXT NOT NULL,
+    kind      TEXT NOT NULL,                      -- subscribed, confirmed, sections, unsubscribed ...
+    source    TEXT NOT NULL,
+    detail    TEXT
+);
+
+-- A removed reader leaves only a hash of the address, so they are never mailed again by accident.
+CREATE TABLE suppressed (
+    email_hash TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    at         TEXT NOT NULL
+);
+
+-- One row per (edition, reader), written before and after each message.
+CREATE TABLE send_log (
+    edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+    reader_id  INTEGER NOT NULL REFERENCES readers (id) ON DELETE CASCADE,
+    status     TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'soft_bounce', 'hard_bounce', 'failed')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    message_id TEXT,
+    error      TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (edition_id, reader_id)
+);
+"""),
 ]

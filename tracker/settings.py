@@ -162,6 +162,11 @@ SETTINGS: tuple[Setting, ...] = (
             "public URL of `cartdigest serve`, used in links inside emails", env="CARTDIGEST_BASE_URL"),
     Setting("from_address", "cartdigest@localhost", _email, "From: address of every email"),
     Setting("editor_emails", (), _email_list, "editors told about each new draft"),
+    Setting("send_rate", 50.0, _positive_float, "most messages per second sent to the SMTP relay"),
+    Setting("smtp_connections", 1, _positive_int(32),
+            "SMTP connections used in parallel, each reused (more than 1: a crash may repeat that many)"),
+    Setting("unsubscribe_mailto", None, _email,
+            "address for mailto: unsubscribe requests, added to List-Unsubscribe (optional)"),
     Setting("editor_accounts", (), _accounts,
             "editor logins besides `cartdigest editor add`: [{name, password_hash}]", secret=True),
 )
@@ -191,6 +196,9 @@ class Settings:
     base_url: str = "http://127.0.0.1:8000"
     from_address: str = "cartdigest@localhost"
     editor_emails: tuple[str, ...] = ()
+    send_rate: float = 50.0
+    smtp_connections: int = 1
+    unsubscribe_mailto: str | None = None
     editor_accounts: tuple[dict[str, str], ...] = field(default=(), repr=False)
     config_file: Path | None = None
 

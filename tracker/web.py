@@ -25,7 +25,7 @@ from tracker.errors import CartdigestError
 from tracker.lexicon import build_lexicon
 from tracker.profile import load_profile
 from tracker.publish import preview, template_environment, test_send
-from tracker.render import email_context, render_web
+from tracker.render import render_web
 from tracker.settings import Settings
 from tracker.store import Store, open_store
 
@@ -218,7 +218,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] | None = None) 
 
     @app.route("/")
     def home() -> Any:
-        return redirect(url_for("archive"))
+        return redirect(url_for("subscribe"))
 
     @app.route("/archive")
     def archive() -> str:
@@ -237,6 +237,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] | None = None) 
         view = builder().view(row["id"])
         return Markup(render_web(template_environment(settings), view, settings.base_url))
 
+    from subscribers.pages import register_public_pages
+
+    register_public_pages(app, settings, store, now, csrf)
     app.extensions["cartdigest"] = {"settings": settings, "csrf": csrf}
     return app
 
