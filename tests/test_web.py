@@ -157,3 +157,17 @@ def test_an_editor_reviews_and_approves_in_the_browser(live_site, page):
 
     text = page.goto(f"{url}/editor/editions/{edition_id}/preview.txt").text()
     assert "Two bispecific papers this week." in text and "41000003" not in text
+
+
+def test_the_run_log_is_shown_to_editors(site, week_store):
+    from tracker.job import _finish_run, _start_run
+
+    run_id = _start_run(week_store, "weekly", WEEK, NOW)
+    _finish_run(week_store, run_id, NOW, "failed", {"papers": 5, "searches": [
+        {"source": "query:car-t-failure-lymphoma", "since": "2026-11-09", "until": "2026-11-16", "count": 6}]},
+        2.5, error="fetch failed: esearch.fcgi failed 7 times (last: HTTP 503)")
+    client = site[0].test_client()
+    log_in(client)
+    page = client.get("/editor/editions").text
+    assert "fetch failed: esearch.fcgi failed 7 times (last: HTTP 503)" in page
+    assert "query:car-t-failure-lymphoma (2026-11-09 – 2026-11-16): 6" in page

@@ -775,6 +775,66 @@ def send(context: Context, edition_id: int, as_json: bool, dry_run_folder: Path 
         click.echo(f"  soft bounce, retried by the next send: {address}")
 
 
+def _print_job(report) -> None:
+    if report.fetch:
+        click.echo(f"fetched {report.fetch.since} .. {report.fetch.until}: {report.fetch.found} found, "
+                   f"{report.fetch.new} new, {report.fetch.updated} updated ({report.fetch.requests} requests)")
+    if report.draft:
+        click.echo(f"drafted edition {report.draft.edition} for {report.week}: {len(report.draft.items)} papers "
+                   f"({report.draft.html})")
+    click.echo(f"editors told: {', '.join(report.notified) or 'nobody (set editor_emails)'}")
+
+
+@cli.command()
+@pass_context
+def run(context: Context) -> None:
+    """The weekly job: fetch, classify, draft the last complete week, notify the editors.
+
+    It sends nothing that no editor approved. Running it twice in a week is harmless.
+
+    \b
+    Example:
+        NCBI_EMAIL=you@example.org cartdigest run
+    """
+    from tracker.job import run_weekly_job
+
+    report = run_weekly_job(context.settings, context.now)
+    _print_job(report)
+    if not report.ok:
+        raise CartdigestError(f"the weekly job for {report.week} had problems: {'; '.join(report.errors)}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run the weekly job now and exit.")
+@click.option("--next", "count", type=int, metavar="N", help="Print the next N run times and exit.")
+@pass_context
+def schedule(context: Context, once: bool, count: int | None) -> None:
+    """Run the weekly job on its schedule until stopped (same as `python scheduler.py`).
+
+    Default: Mondays at 07:00 Europe/London (schedule_day, schedule_time, timezone). A run
+    missed while the machine was off happens at the next start.
+
+    \b
+    Example:
+        cartdigest schedule --next 3
+    """
+    from tracker.schedule import next_run_times, run_scheduler, send_trigger, weekly_trigger
+
+    settings = context.settings
+    if count is not None:
+        for moment in next_run_times(weekly_trigger(settings), context.now(), count):
+            click.echo(moment.isoformat())
+        trigger = send_trigger(settings)
+        if trigger is not None:
+            for moment in next_run_times(trigger, context.now(), count):
+                click.echo(f"send {moment.isoformat()}")
+        return
+    if once:
+        click.get_current_context().invoke(run)   # the same weekly job as `cartdigest run`
+        return
+    run_scheduler(settings)
+
+
 @cli.command()
 @click.option("--data-dir", "demo_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the demo's data (default ./cartdigest-demo).")

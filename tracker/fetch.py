@@ -59,14 +59,17 @@ class FetchReport:
 
 
 def resolve_window(store: Store, today: date, since: date | None, until: date | None,
-                   overlap_days: int, first_run_days: int) -> tuple[date, date]:
+                   overlap_days: int, first_run_days: int, cover_from: date | None = None) -> tuple[date, date]:
     """Without --since: continue from the watermark, re-reading `overlap_days` for records
-    PubMed indexes late; on a first run, the last `first_run_days` days."""
+    PubMed indexes late; on a first run, the last `first_run_days` days. `cover_from` pulls the
+    start back so the window covers, say, the whole week about to be drafted."""
     until = until or today
     if since is None:
         watermark = store.watermark()
         since = (watermark - timedelta(days=overlap_days)) if watermark else \
             today - timedelta(days=first_run_days - 1)
+        if cover_from is not None:
+            since = min(since, cover_from)
     if since > until:
         raise CartdigestError(f"--since {since} is after --until {until}: swap them")
     return since, until
@@ -173,14 +176,14 @@ def client_from_settings(settings: Settings) -> EutilsClient:
 
 
 def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date | None = None,
-              until: date | None = None,
-              progress: Callable[[int, int], None] | None = None) -> FetchReport:
+              until: date | None = None, progress: Callable[[int, int], None] | None = None,
+              cover_from: date | None = None) -> FetchReport:
     """`cartdigest fetch`: resolve the window from the watermark and fetch it."""
     client = client_from_settings(settings)
     try:
         with open_store(settings.data_dir, settings.database_path) as store:
             window = resolve_window(store, now.date(), since, until, settings.overlap_days,
-                                    settings.first_run_days)
+                                    settings.first_run_days, cover_from)
             return fetch_window(store, client, profile, *window, now, batch_size=settings.batch_size,
                                 progress=progress)
     finally:

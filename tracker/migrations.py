@@ -177,4 +177,21 @@ CREATE TABLE send_log (
     PRIMARY KEY (edition_id, reader_id)
 );
 """),
+    (5, "the weekly job's run log", """
+-- One row per run of the weekly job (or of the scheduled send): what it did, how long it took,
+-- and what went wrong, so anyone can check nothing was missed.
+CREATE TABLE job_runs (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('weekly', 'send')),
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed', 'interrupted')),
+    week         TEXT,
+    edition_id   INTEGER REFERENCES editions (id) ON DELETE SET NULL,
+    fetch_run_id INTEGER REFERENCES fetch_runs (id) ON DELETE SET NULL,
+    summary      TEXT NOT NULL DEFAULT '{}',   -- JSON: counts by section, classified, notices
+    error        TEXT,
+    seconds      REAL
+);
+"""),
 ]

@@ -85,6 +85,24 @@ def _timezone(value: Any) -> str:
     return str(value)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekday(value: Any) -> str:
+    text = str(value).strip().lower()[:3]
+    if text not in WEEKDAYS:
+        raise ValueError("must be a weekday name such as mon or tuesday (names, not numbers: "
+                         "APScheduler counts Monday as 0, cron as 1)")
+    return text
+
+
+def _clock_time(value: Any) -> str:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
+    if not match:
+        raise ValueError("must be a time of day like 07:00")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
 def _url_list(value: Any) -> tuple[str, ...]:
     items = value.split() if isinstance(value, str) else list(value)
     return tuple(_url(item).rstrip("/") for item in items)
@@ -148,6 +166,10 @@ SETTINGS: tuple[Setting, ...] = (
             "days re-read before the watermark, for records PubMed indexes late"),
     Setting("first_run_days", 7, _positive_int(36500), "days a first fetch reaches back"),
     Setting("timezone", "Europe/London", _timezone, "time zone of the weekly edition and schedule"),
+    Setting("schedule_day", "mon", _weekday, "weekday the weekly job runs (fetch, classify, draft, notice)"),
+    Setting("schedule_time", "07:00", _clock_time, "time of day the weekly job runs, in `timezone`"),
+    Setting("send_day", None, _weekday, "weekday an approved edition is sent (unset: send by hand)"),
+    Setting("send_time", "08:00", _clock_time, "time of day of the scheduled send"),
     Setting("smtp_url", None, _smtp_url,
             "SMTP relay; unset: messages are written as .eml files under <data dir>/outbox/",
             env="CARTDIGEST_SMTP_URL", secret=True),
@@ -189,6 +211,10 @@ class Settings:
     overlap_days: int = 3
     first_run_days: int = 7
     timezone: str = "Europe/London"
+    schedule_day: str = "mon"
+    schedule_time: str = "07:00"
+    send_day: str | None = None
+    send_time: str = "08:00"
     smtp_url: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     feeds: tuple[str, ...] = ()

@@ -46,6 +46,17 @@ def editor_password_hash(settings: Settings, store: Store, name: str) -> str | N
     return row["password_hash"] if row else None
 
 
+def job_runs(store: Store, limit: int) -> list[dict[str, Any]]:
+    import json
+
+    runs = []
+    for row in store.execute("SELECT * FROM job_runs ORDER BY id DESC LIMIT ?", (limit,)):
+        run = dict(row)
+        run["summary"] = json.loads(run["summary"] or "{}")
+        runs.append(run)
+    return runs
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] | None = None) -> Flask:
     """The WSGI app. `clock` returns now (tests pass a fixed one)."""
     app = Flask(__name__, static_folder=None)
@@ -141,7 +152,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] | None = None) 
     @login_required
     def editions() -> str:
         return render_template("editions.html", editions=builder().editions(),
-                               default_week=last_complete_week(now()), runs=store().fetch_runs(10))
+                               default_week=last_complete_week(now()), runs=store().fetch_runs(10),
+                               jobs=job_runs(store(), 10))
 
     @app.route("/editor/editions/draft", methods=["POST"])
     @login_required

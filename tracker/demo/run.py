@@ -1,25 +1,26 @@
-"""`cartdigest demo`: the pipeline, offline, on the bundled sample."""
+"""`cartdigest demo`: the whole pipeline, offline, on the bundled sample.
+
+A local E-utilities stand-in serves the sample week; the real weekly job fetches, classifies,
+drafts and writes the editors' notice to the outbox; then, standing in for an editor, the demo
+approves the draft and sends it to two sample readers, whose messages land in the outbox too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from subscribers.service import reader_store, send
 from tracker.demo import last_complete_week_start, sample_standin
-from tracker.fetch import fetch_window
-from tracker.classify import Classifier
-from tracker.edition import week_of
-from tracker.eutils import EutilsClient
-from tracker.labels import classify_store
-from tracker.lexicon import build_lexicon
+from tracker.job import run_weekly_job
 from tracker.profile import load_profile
-from tracker.publish import draft_edition
-from tracker.settings import Settings
+from tracker.publish import edition_builder
+from tracker.settings import Settings, read_secret_file
 from tracker.setup import init_data_dir
-from tracker.store import open_store
 
 DEMO_EMAIL = "demo@example.org"
+DEMO_READERS = (("reader@example.org", "Sam Reader", []), ("cells@example.org", "Cell Therapy Fan", ["cell_therapy"]))
 
 
 @dataclass
@@ -29,32 +30,35 @@ class DemoReport:
 
 
 def run_demo(data_dir: Path, now: datetime) -> DemoReport:
-    """Fetch the sample week from a local stand-in into `data_dir`, then the later stages."""
-    settings = Settings(data_dir=data_dir)
+    """Run the pipeline into `data_dir` (created if need be) and describe what happened."""
     report = DemoReport(data_dir.resolve())
-    init_data_dir(settings)
+    init_data_dir(Settings(data_dir=data_dir))
     profile = load_profile()
-    week_start = last_complete_week_start(now.date())
-    week_end = week_start + timedelta(days=6)
-    with sample_standin(profile, week_start) as standin:
+    with sample_standin(profile, last_complete_week_start(now.date())) as standin:
+        settings = Settings(data_dir=data_dir, eutils_url=standin.url, ncbi_email=DEMO_EMAIL,
+                            tool="cartdigest-demo", max_retries=2, editor_emails=("editor@example.org",),
+                            secret_key=read_secret_file(data_dir), timezone=str(now.tzinfo or "UTC"))
+        job = run_weekly_job(settings, lambda: now)
         standin_url = standin.url
-        client = EutilsClient(standin.url, tool="cartdigest-demo", email=DEMO_EMAIL, max_retries=2)
-        with open_store(settings.data_dir, settings.database_path) as store:
-            fetched = fetch_window(store, client, profile, week_start, week_end, now)
-        client.close()
-    classifier = Classifier(build_lexicon(profile))
-    with open_store(settings.data_dir, settings.database_path) as store:
-        labelled = classify_store(store, classifier, now)
+    fetched = job.fetch
     report.lines.append(
-        f"fetched {fetched.found} papers for {week_start} .. {week_end} from a local E-utilities "
-        f"stand-in at {standin_url} ({fetched.new} new, {fetched.updated} updated, "
-        f"{fetched.requests} requests)")
-    report.lines.append(
-        f"classified {labelled.classified} papers: {labelled.core} core, {labelled.adjacent} "
-        f"adjacent, {labelled.off_topic} off topic (classifier {classifier.version})")
-    drafted = draft_edition(settings, week_of(week_start), now)
-    report.lines.append(f"drafted edition {drafted.edition} for {drafted.week}: {len(drafted.items)} papers")
-    report.lines.append(f"digest (HTML): {drafted.html}")
-    report.lines.append(f"digest (text): {drafted.text}")
+        f"fetched {fetched.found} papers for {fetched.since} .. {fetched.until} from a local E-utilities "
+        f"stand-in at {standin_url} ({fetched.new} new, {fetched.updated} updated, {fetched.requests} requests)")
+    if job.draft is None:
+        report.lines.append(f"no new draft: {job.skipped_draft or '; '.join(job.errors)}")
+        report.lines.append(f"store: {settings.database_path.resolve()}")
+        return report
+    report.lines.append(f"drafted edition {job.draft.edition} for {job.week}: {len(job.draft.items)} papers in "
+                        f"{len(job.sections)} sections; editors' notice in {(data_dir / 'outbox').resolve()}")
+    report.lines.append(f"digest (HTML): {job.draft.html}")
+    report.lines.append(f"digest (text): {job.draft.text}")
+    with reader_store(settings) as readers:
+        for address, name, sections in DEMO_READERS:
+            readers.add(address, now, name=name, sections=sections, confirmed=True, source="demo")
+    with edition_builder(settings) as builder:
+        builder.approve(job.draft.edition, "demo-editor", now)
+    sent = send(settings, job.draft.edition, lambda: now)
+    report.lines.append(f"as a stand-in editor, approved it and sent it to {sent.sent} sample readers: "
+                        f"their messages are .eml files in {(data_dir / 'outbox').resolve()}")
     report.lines.append(f"store: {settings.database_path.resolve()}")
     return report
