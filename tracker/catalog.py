@@ -24,7 +24,8 @@ def paper_row(stored: StoredPaper, label: dict[str, Any] | None) -> dict[str, An
         "study_type": label["study_type"] if label else None,
         "evidence": label["evidence"] if label else {},
         "found_by": stored.found_by,
-        "title_html": paper.title, "pmcid": paper.pmcid,
+        "title_html": paper.title, "pmcid": paper.pmcid, "preprint": paper.is_preprint,
+        "url": paper.url,
     }
 
 

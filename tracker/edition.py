@@ -101,6 +101,8 @@ class Item:
     retracted: bool = False
     paper_id: int = 0
     left_out: str = ""           # why the draft leaves it out (shown to editors only)
+    key: str = ""                # PMID, or doi:<DOI> for a work PubMed does not hold yet
+    preprint: bool = False
 
 
 @dataclass
@@ -192,6 +194,8 @@ def item_links(paper: Paper) -> list[Link]:
         links.append(Link("DOI", f"https://doi.org/{paper.doi}"))
     if paper.pmcid:
         links.append(Link("Free full text (PMC)", f"https://pmc.ncbi.nlm.nih.gov/articles/{paper.pmcid}/"))
+    if paper.url and not paper.pmid:
+        links.append(Link("Preprint" if paper.is_preprint else "Publisher's page", paper.url))
     return links
 
 
@@ -307,7 +311,7 @@ class EditionBuilder:
                 continue
             position = changes.get((stored.id, "position"))
             baseline = (STUDY_ORDER.get(item.study_type, 9), -(date.fromisoformat(stored.paper.edat).toordinal()
-                                                                 if stored.paper.edat else 0), item.pmid or "")
+                                                                 if stored.paper.edat else 0), item.key)
             ranked.append(((float(position) if position is not None else 1e9, baseline), item))
         for _, item in sorted(ranked, key=lambda pair: pair[0]):
             sections[item.section].items.append(item)
@@ -328,7 +332,7 @@ class EditionBuilder:
             date=paper.pub_date or paper.edat or "", study_type=study_type,
             study_label=STUDY_LABELS.get(study_type, study_type), section=section, badges=badges,
             finding_html=finding, finding_rule=rule, why=why, links=item_links(paper), trials=trials,
-            retracted=paper.is_retracted, paper_id=paper_id)
+            retracted=paper.is_retracted, paper_id=paper_id, key=paper.key, preprint=paper.is_preprint)
 
     def view(self, edition_id: int) -> EditionView:
         """The edition as templates see it: the frozen snapshot once approved, else built now."""
@@ -419,7 +423,7 @@ class EditionBuilder:
         """Move a paper one place up or down within its section; the order is kept on rebuild."""
         view = self.view(edition_id)
         for section in view.sections:
-            pmids = [item.pmid for item in section.items]
+            pmids = [item.key for item in section.items]
             if pmid in pmids:
                 index = pmids.index(pmid)
                 target = index - 1 if direction == "up" else index + 1

@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from tracker.errors import CartdigestError, EutilsError
 from tracker.eutils import ESEARCH_LIMIT, EutilsClient
+from tracker.feeds import FeedReader, collect_feeds, configured_feeds, link_works
 from tracker.profile import Profile
 from tracker.settings import Settings
 from tracker.store import Store, open_store
@@ -50,12 +51,21 @@ class FetchReport:
     searches: list[SearchLog] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)   # PMIDs found but not returned by EFetch
     run_id: int | None = None
+    feeds: list[Any] = field(default_factory=list)     # FeedOutcome per feed
+
+    @property
+    def feed_errors(self) -> list[str]:
+        return [outcome.status for outcome in self.feeds if not outcome.ok]
 
     def as_json(self) -> dict:
         """The `fetch --json` document of CONTRACT.md."""
-        return {"window": [self.since.isoformat(), self.until.isoformat()],
-                "requests": self.requests, "found": self.found, "new": self.new,
-                "updated": self.updated}
+        document: dict[str, Any] = {"window": [self.since.isoformat(), self.until.isoformat()],
+                                    "requests": self.requests, "found": self.found, "new": self.new,
+                                    "updated": self.updated}
+        if self.feeds:
+            document["feeds"] = [{"name": o.feed.name, "status": o.status, "items": o.items, "new": o.new}
+                                 for o in self.feeds]
+        return document
 
 
 def resolve_window(store: Store, today: date, since: date | None, until: date | None,
@@ -184,7 +194,17 @@ def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date |
         with open_store(settings.data_dir, settings.database_path) as store:
             window = resolve_window(store, now.date(), since, until, settings.overlap_days,
                                     settings.first_run_days, cover_from)
-            return fetch_window(store, client, profile, *window, now, batch_size=settings.batch_size,
-                                progress=progress)
+            report = fetch_window(store, client, profile, *window, now, batch_size=settings.batch_size,
+                                  progress=progress)
+            feeds = configured_feeds(profile.feeds, settings.feeds)
+            if feeds:
+                # A dead feed is reported by name and skipped; PubMed's window is already stored.
+                report.feeds = collect_feeds(store, client, feeds, now, FeedReader(store, settings.request_timeout))
+                for outcome in report.feeds:
+                    report.searches.append(SearchLog(f"feed:{outcome.feed.name}", outcome.feed.url, "", "",
+                                                     outcome.items, [] if outcome.ok else [outcome.status]))
+            else:
+                link_works(store)   # a PubMed record may be the published version of a stored preprint
+            return report
     finally:
         client.close()

@@ -194,4 +194,22 @@ CREATE TABLE job_runs (
     seconds      REAL
 );
 """),
+    (6, "works from feeds: preprints keyed by DOI, their link to the PubMed record, feed state", """
+ALTER TABLE papers ADD COLUMN is_preprint INTEGER NOT NULL DEFAULT 0 CHECK (is_preprint IN (0, 1));
+ALTER TABLE papers ADD COLUMN url TEXT;               -- where a feed item lives (preprints)
+-- A preprint later found in PubMed points at the PubMed paper; editions show that one only.
+ALTER TABLE papers ADD COLUMN merged_into INTEGER REFERENCES papers (id) ON DELETE SET NULL;
+CREATE UNIQUE INDEX papers_unpublished_doi ON papers (doi) WHERE pmid IS NULL;
+
+-- Conditional-request state per feed, so an unchanged feed costs one small request.
+CREATE TABLE feed_state (
+    url           TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    etag          TEXT,
+    last_modified TEXT,
+    checked_at    TEXT,
+    status        TEXT,                           -- 'ok', 'not modified', or the error
+    items         INTEGER NOT NULL DEFAULT 0
+);
+"""),
 ]

@@ -51,6 +51,8 @@ class Paper:
     languages: list[str] = field(default_factory=list)
     corrections: list[Correction] = field(default_factory=list)
     is_book: bool = False
+    is_preprint: bool = False            # from a preprint server's feed; no PMID yet
+    url: str | None = None               # the feed item's page, for works PubMed lacks
 
     @property
     def title_text(self) -> str:
@@ -59,6 +61,11 @@ class Paper:
     @property
     def abstract_text(self) -> str:
         return " ".join(to_text(section.text) for section in self.abstract)
+
+    @property
+    def key(self) -> str:
+        """How editors and URLs name the paper: its PMID, or doi:<DOI> for works PubMed lacks."""
+        return self.pmid or f"doi:{self.doi}"
 
     @property
     def is_retracted(self) -> bool:

@@ -38,7 +38,7 @@ class Profile:
     title: str
     queries: tuple[Query, ...]
     seeds: tuple[Seed, ...] = ()
-    feeds: tuple[str, ...] = ()
+    feeds: tuple[Any, ...] = ()          # URLs, or {name, url} tables
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -73,8 +73,9 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
             raise ProfileError(f"{source}: seed {index}: pmid '{pmid}' is not a PubMed id")
         seeds.append(Seed(pmid, entry.get("label", "")))
     feeds = data.get("feeds", [])
-    if not isinstance(feeds, list) or not all(isinstance(feed, str) for feed in feeds):
-        raise ProfileError(f"{source}: 'feeds' must be a list of URLs")
+    if not isinstance(feeds, list) or not all(
+            isinstance(feed, str) or (isinstance(feed, dict) and {"name", "url"} <= set(feed)) for feed in feeds):
+        raise ProfileError(f"{source}: 'feeds' must be a list of URLs or {{name = ..., url = ...}} tables")
     return Profile(name=_require(data, "name", str, source), title=data.get("title", data["name"]),
                    queries=tuple(queries), seeds=tuple(seeds), feeds=tuple(feeds),
                    description=data.get("description", ""), source=source, raw=data)

@@ -134,14 +134,22 @@ class Store:
         """
         stamp = now.isoformat(timespec="seconds")
         content_hash = paper.content_hash()
-        existing = self.connection.execute(
-            "SELECT id, content_hash FROM papers WHERE pmid = ?", (paper.pmid,)).fetchone()
+        if paper.pmid:
+            existing = self.connection.execute(
+                "SELECT id, content_hash FROM papers WHERE pmid = ?", (paper.pmid,)).fetchone()
+        elif paper.doi:   # a work PubMed does not hold yet is keyed by its DOI
+            existing = self.connection.execute(
+                "SELECT id, content_hash FROM papers WHERE pmid IS NULL AND lower(doi) = lower(?)",
+                (paper.doi,)).fetchone()
+        else:
+            raise StoreError("a paper needs a PMID or a DOI to be stored")
         record = paper.to_json_dict()
         values = {name: json.dumps(record[name], ensure_ascii=False) for name in PAPER_JSON_FIELDS}
         values.update(pmid=paper.pmid, doi=paper.doi, pmcid=paper.pmcid, title=paper.title,
                       journal=paper.journal, journal_abbrev=paper.journal_abbrev,
                       pub_date=paper.pub_date, edat=paper.edat, is_book=int(paper.is_book),
-                      is_retracted=int(paper.is_retracted), content_hash=content_hash)
+                      is_retracted=int(paper.is_retracted), content_hash=content_hash,
+                      is_preprint=int(paper.is_preprint), url=paper.url)
         if existing is None:
             values.update(first_seen=stamp, updated_at=stamp)
             columns = ", ".join(values)
@@ -168,12 +176,17 @@ class Store:
         data = {name: json.loads(row[name]) for name in PAPER_JSON_FIELDS}
         data.update(pmid=row["pmid"], doi=row["doi"], pmcid=row["pmcid"], title=row["title"],
                     journal=row["journal"], journal_abbrev=row["journal_abbrev"],
-                    pub_date=row["pub_date"], edat=row["edat"], is_book=bool(row["is_book"]))
+                    pub_date=row["pub_date"], edat=row["edat"], is_book=bool(row["is_book"]),
+                    is_preprint=bool(row["is_preprint"]), url=row["url"])
         return Paper.from_json_dict(data)
 
-    def papers(self, since: date | None = None, until: date | None = None) -> list[StoredPaper]:
-        """Stored papers by Entrez date (inclusive), oldest first, each with every reason found."""
+    def papers(self, since: date | None = None, until: date | None = None,
+               include_merged: bool = False) -> list[StoredPaper]:
+        """Stored papers by Entrez date (inclusive), oldest first, each with every reason found.
+        A preprint merged into its PubMed record is left out unless `include_merged`."""
         clauses, parameters = [], []
+        if not include_merged:
+            clauses.append("merged_into IS NULL")
         if since:
             clauses.append("edat >= ?")
             parameters.append(since.isoformat())
@@ -190,7 +203,12 @@ class Store:
                             row["first_seen"], row["updated_at"]) for row in rows]
 
     def paper_by_pmid(self, pmid: str) -> StoredPaper | None:
-        row = self.execute("SELECT * FROM papers WHERE pmid = ?", (pmid,)).fetchone()
+        """A paper by PMID, or by `doi:<DOI>` for a work PubMed does not hold yet."""
+        if pmid.lower().startswith("doi:"):
+            row = self.execute("SELECT * FROM papers WHERE pmid IS NULL AND lower(doi) = lower(?)",
+                               (pmid[4:],)).fetchone()
+        else:
+            row = self.execute("SELECT * FROM papers WHERE pmid = ?", (pmid,)).fetchone()
         if row is None:
             return None
         sources = [r[0] for r in self.execute(

@@ -188,9 +188,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] | None = None) 
         flash(message)
         return redirect(url_for("edition", edition_id=edition_id))
 
-    @app.route("/editor/editions/<int:edition_id>/items/<pmid>/<action>", methods=["POST"])
+    @app.route("/editor/editions/<int:edition_id>/items/<path:key>/<action>", methods=["POST"])
     @login_required
-    def item_action(edition_id: int, pmid: str, action: str) -> Any:
+    def item_action(edition_id: int, key: str, action: str) -> Any:
+        pmid = key   # a PMID, or doi:<DOI> for a work PubMed does not hold yet
         editions_builder = builder()
         if action in ("exclude", "include"):
             getattr(editions_builder, action)(edition_id, pmid, current_user.name, now())
