@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tracker.eutils import Backoff, EutilsClient
+from tracker.eutils import EutilsClient
+from tracker.http import Backoff
 from tracker.ratelimit import RateLimiter
 from tracker.standin import EutilsStandIn
 from tracker.store import Store

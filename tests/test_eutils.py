@@ -13,7 +13,8 @@ import pytest
 
 from conftest import fixture_bytes, make_client
 from tracker.errors import EutilsError, EutilsQueryError
-from tracker.eutils import EutilsClient, retry_after_seconds
+from tracker.eutils import EutilsClient
+from tracker.http import retry_after_seconds
 from tracker.ratelimit import RateLimiter
 from tracker.standin import EutilsStandIn, add_article
 

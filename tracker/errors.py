@@ -27,3 +27,7 @@ class EutilsQueryError(EutilsError):
 
 class ParseError(CartdigestError):
     """A response body was not the XML we expected."""
+
+
+class RetryableBodyError(ParseError):
+    """A cut-off body, an HTML error page or other wrong format: worth asking again."""

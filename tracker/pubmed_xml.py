@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from Bio import Entrez
 from Bio.Entrez.Parser import CorruptedXMLError, NotXMLError, ValidationError
 
-from tracker.errors import EutilsQueryError, ParseError
+from tracker.errors import EutilsQueryError, ParseError, RetryableBodyError
 from tracker.markup import clean_inline
 from tracker.paper import AbstractSection, Correction, MeshHeading, Paper
 
@@ -26,10 +26,6 @@ MONTHS = {name: number for number, name in enumerate(
 KEPT_CORRECTIONS = {"ErratumIn", "ErratumFor", "RetractionIn", "RetractionOf",
                     "ExpressionOfConcernIn", "ExpressionOfConcernFor", "UpdateIn", "UpdateOf",
                     "CommentOn", "CommentIn", "RepublishedIn", "RepublishedFrom"}
-
-
-class RetryableBodyError(ParseError):
-    """A cut-off body, an HTML error page or other non-XML: worth asking again."""
 
 
 @dataclass(frozen=True)
