@@ -11,7 +11,7 @@ from subscribers.delivery import SendReport, dry_run, send_edition
 from subscribers.mailer import Mailer, OutboxMailer, build_message, mailer_for
 from subscribers.readers import ImportReport, Reader, Readers, import_csv
 from subscribers.tokens import Tokens
-from tracker.edition import EXTRA_SECTIONS, EditionBuilder
+from tracker.edition import EXTRA_SECTIONS, TRIALS_LABEL, TRIALS_SECTION, EditionBuilder
 from tracker.lexicon import build_lexicon
 from tracker.profile import load_profile
 from tracker.publish import template_environment
@@ -22,7 +22,8 @@ from tracker.store import open_store
 def section_choices(settings: Settings) -> dict[str, str]:
     """Section keys a reader may choose, with their labels, in the profile's order."""
     lexicon = build_lexicon(load_profile(settings.profile))
-    return {**{key: lexicon.section_labels[key] for key in lexicon.sections}, **EXTRA_SECTIONS}
+    return {**{key: lexicon.section_labels[key] for key in lexicon.sections}, **EXTRA_SECTIONS,
+            TRIALS_SECTION: TRIALS_LABEL}
 
 
 @contextmanager

@@ -18,6 +18,13 @@ EUTILS_FIXTURES = FIXTURES / "eutils"
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def no_real_trials_registry(monkeypatch):
+    """No test may reach clinicaltrials.gov: trial refresh is off unless a test turns it on
+    with a local stand-in (tests/test_trials.py)."""
+    monkeypatch.setenv("CARTDIGEST_TRIALS", "0")
+
+
 def fixture_bytes(name: str) -> bytes:
     return (EUTILS_FIXTURES / name).read_bytes()
 

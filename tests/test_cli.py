@@ -27,7 +27,8 @@ def all_commands(group=cli, prefix=()):
 
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch):
-    for variable in [name for name in os.environ if name.startswith(("CARTDIGEST_", "NCBI_"))]:
+    for variable in [name for name in os.environ if name.startswith(("CARTDIGEST_", "NCBI_"))
+                     and name != "CARTDIGEST_TRIALS"]:
         monkeypatch.delenv(variable)
     monkeypatch.setenv("CARTDIGEST_DATA_DIR", str(tmp_path / "data"))
     return CliRunner()
@@ -126,7 +127,8 @@ def test_unreachable_eutils_is_one_line_from_a_real_process(tmp_path):
 def test_demo_runs_offline_in_an_empty_folder(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tracker", "demo", "--data-dir",
                              str(tmp_path / "demo")], capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("CARTDIGEST")})
+                            env={k: v for k, v in os.environ.items() if not k.startswith("CARTDIGEST")
+                                 or k == "CARTDIGEST_TRIALS"})
     assert result.returncode == 0, result.stderr
     assert "fetched 16 papers" in result.stdout
     html = re.search(r"digest \(HTML\): (\S+)", result.stdout).group(1)

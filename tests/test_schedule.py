@@ -58,6 +58,7 @@ def job_env(tmp_path):
     standin = sample_standin(profile, last_complete_week_start(now.date()))
     standin.start()
     settings = Settings(data_dir=tmp_path / "data", eutils_url=standin.url, ncbi_email="tests@example.org",
+                        trials=False,
                         secret_key="k" * 32, editor_emails=("editor@example.org",), max_retries=0,
                         base_url="https://digest.example.org")
     yield settings, standin, now

@@ -138,6 +138,11 @@ class Classifier:
         return Classification(relevance, therapies, study_type, evidence, self.version,
                               {"relevance": score})
 
+    def therapies(self, document: Document) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+        """Therapy labels alone (for trials: their interventions and title), with evidence."""
+        evidence: dict[str, list[dict[str, Any]]] = {}
+        return self._therapies(document, scan_document(document, self.lexicon), evidence), evidence
+
     # -- relevance -----------------------------------------------------------------------------
 
     def _relevance(self, document: Document, scans: dict[str, FieldScan], evidence: dict) -> tuple[str, float]:

@@ -838,6 +838,33 @@ def schedule(context: Context, once: bool, count: int | None) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one per trial.")
+@click.option("--all", "show_all", is_flag=True, help="Also trials left out (they exclude prior CAR-T).")
+@pass_context
+def trials(context: Context, as_json: bool, show_all: bool) -> None:
+    """Tracked clinical trials (refreshed by `fetch` and `run`).
+
+    \b
+    Example:
+        cartdigest trials --json
+    """
+    from tracker.store import open_store
+    from tracker.trials import trial_rows
+
+    settings = context.settings
+    with open_store(settings.data_dir, settings.database_path) as store:
+        rows = trial_rows(store)
+    for row in rows:
+        if row["excluded"] and not show_all:
+            continue
+        if as_json:
+            emit_json(row)
+        else:
+            flag = " (excludes prior CAR-T)" if row["excluded"] else ""
+            click.echo(f"{row['nct']}  {row['status']:<19} {row['phase'] or '':<16} {row['title'][:70]}{flag}")
+
+
+@cli.command()
 @click.option("--data-dir", "demo_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the demo's data (default ./cartdigest-demo).")
 @pass_context

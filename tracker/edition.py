@@ -32,9 +32,11 @@ STUDY_ORDER = {"clinical_trial": 0, "real_world": 1, "review": 2, "case_report":
 STUDY_LABELS = {"clinical_trial": "Clinical trial", "real_world": "Cohort / real-world",
                 "review": "Review", "case_report": "Case report", "preclinical": "Laboratory study",
                 "other": "Commentary / other"}
-OTHER_SECTION, RELATED_SECTION = "other", "related"
+OTHER_SECTION, RELATED_SECTION, TRIALS_SECTION = "other", "related", "trials"
 EXTRA_SECTIONS = {OTHER_SECTION: "Other research on relapse after CAR-T",
                   RELATED_SECTION: "Related: other cancers and prior-CAR-T subgroups"}
+TRIALS_LABEL = "Clinical trials open after CAR-T"
+OPEN_TRIALS_SHOWN = 10
 NCT = re.compile(r"\bNCT\d{8}\b")
 WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -113,6 +115,20 @@ class Section:
 
 
 @dataclass
+class TrialItem:
+    nct: str
+    title: str
+    status: str                  # "Recruiting"
+    phase: str
+    interventions: str
+    eligibility: str | None      # the one line about CAR-T
+    countries: str
+    url: str
+    therapies: list[str]
+    why_new: str | None = None   # "first posted 10 November 2026", "now recruiting"
+
+
+@dataclass
 class SearchLine:
     source: str
     description: str
@@ -136,6 +152,8 @@ class EditionView:
     last_fetch: str | None
     built_at: str
     approved_by: str | None = None
+    trials_new: list[TrialItem] = field(default_factory=list)    # posted or newly recruiting this week
+    trials_open: list[TrialItem] = field(default_factory=list)   # others recruiting now
 
     @property
     def items(self) -> list[Item]:
@@ -157,7 +175,9 @@ class EditionView:
                       "sections": [Section(s["key"], s["label"], [item(i) for i in s["items"]])
                                    for s in data["sections"]],
                       "excluded": [item(i) for i in data["excluded"]],
-                      "search_log": [SearchLine(**line) for line in data["search_log"]]})
+                      "search_log": [SearchLine(**line) for line in data["search_log"]],
+                      "trials_new": [TrialItem(**t) for t in data.get("trials_new", [])],
+                      "trials_open": [TrialItem(**t) for t in data.get("trials_open", [])]})
 
 
 def section_labels(lexicon: Lexicon) -> dict[str, str]:
@@ -325,7 +345,9 @@ class EditionBuilder:
             finding, rule = edited, "editor"
         study_type = label.get("study_type") or "other"
         text = f"{paper.title_text} {paper.abstract_text}"
-        trials = [Link(nct, f"https://clinicaltrials.gov/study/{nct}") for nct in dict.fromkeys(NCT.findall(text))]
+        statuses = self._trial_statuses()
+        trials = [Link(nct + (f" ({statuses[nct].replace('_', ' ').lower()})" if nct in statuses else ""),
+                       f"https://clinicaltrials.gov/study/{nct}") for nct in dict.fromkeys(NCT.findall(text))]
         return Item(
             pmid=paper.pmid, title_html=paper.title, title_text=paper.title_text,
             authors=short_authors(paper.authors), journal=paper.journal_abbrev or paper.journal or "",
@@ -333,6 +355,12 @@ class EditionBuilder:
             study_label=STUDY_LABELS.get(study_type, study_type), section=section, badges=badges,
             finding_html=finding, finding_rule=rule, why=why, links=item_links(paper), trials=trials,
             retracted=paper.is_retracted, paper_id=paper_id, key=paper.key, preprint=paper.is_preprint)
+
+    def _trial_statuses(self) -> dict[str, str]:
+        # Papers that name a tracked trial say how it stands.
+        if not hasattr(self, "_statuses"):
+            self._statuses = {row[0]: row[1] for row in self.store.execute("SELECT nct, status FROM trials")}
+        return self._statuses
 
     def view(self, edition_id: int) -> EditionView:
         """The edition as templates see it: the frozen snapshot once approved, else built now."""
@@ -343,12 +371,41 @@ class EditionBuilder:
             return view
         monday, sunday = week_bounds(row["week"])
         sections, excluded = self._arrange(edition_id, monday, sunday)
+        trials_new, trials_open = self._trials(monday, sunday)
         return EditionView(
             id=edition_id, week=row["week"], week_label=week_label(monday, sunday),
             monday=monday.isoformat(), sunday=sunday.isoformat(), status=row["status"],
             title=self.profile.title, note=row["note"], sections=sections, excluded=excluded,
             search_log=self._search_log(monday, sunday), last_fetch=self._last_fetch(),
-            built_at=row["built_at"], approved_by=row["approved_by"])
+            built_at=row["built_at"], approved_by=row["approved_by"],
+            trials_new=trials_new, trials_open=trials_open)
+
+    def _trials(self, monday: date, sunday: date) -> tuple[list[TrialItem], list[TrialItem]]:
+        """Trials first posted, or newly recruiting, in the week; then others recruiting now.
+        A trial whose criteria exclude patients after CAR-T is never shown."""
+        from tracker.templating import long_date
+        from tracker.trials import OPEN_STATUSES, STATUS_LABELS, in_week
+
+        new, still_open = [], []
+        rows = self.store.execute("SELECT * FROM trials WHERE excluded = 0 ORDER BY last_update DESC, nct").fetchall()
+        for row in rows:
+            if row["status"] not in OPEN_STATUSES:
+                continue
+            countries = json.loads(row["countries"])
+            shown = ", ".join(countries[:6]) + (f" and {len(countries) - 6} more" if len(countries) > 6 else "")
+            item = TrialItem(
+                nct=row["nct"], title=row["title"], status=STATUS_LABELS.get(row["status"], row["status"]),
+                phase=row["phase"] or "Phase not given", interventions="; ".join(json.loads(row["interventions"])),
+                eligibility=row["car_t_line"], countries=shown or "Locations not listed",
+                url=f"https://clinicaltrials.gov/study/{row['nct']}",
+                therapies=[self.labels[key] for key in json.loads(row["therapies"]) if key in self.labels])
+            if in_week(row["first_posted"], monday, sunday):
+                item.why_new = f"first posted {long_date(row['first_posted'])}"
+            elif row["previous_status"] and row["previous_status"] not in OPEN_STATUSES[:1] \
+                    and row["status"] == "RECRUITING" and in_week(row["last_update"], monday, sunday):
+                item.why_new = "now recruiting"
+            (new if item.why_new else still_open).append(item)
+        return new, still_open[:OPEN_TRIALS_SHOWN]
 
     def _search_log(self, monday: date, sunday: date) -> list[SearchLine]:
         """Per query and seed paper: how many of the week's papers it found (zeros included)."""

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from tracker.errors import CartdigestError, EutilsError
 from tracker.eutils import ESEARCH_LIMIT, EutilsClient
 from tracker.feeds import FeedReader, collect_feeds, configured_feeds, link_works
+from tracker.trials import trial_query
 from tracker.profile import Profile
 from tracker.settings import Settings
 from tracker.store import Store, open_store
@@ -52,10 +53,13 @@ class FetchReport:
     missing: list[str] = field(default_factory=list)   # PMIDs found but not returned by EFetch
     run_id: int | None = None
     feeds: list[Any] = field(default_factory=list)     # FeedOutcome per feed
+    trials: Any = None                                  # TrialsReport, when trials are tracked
+    trials_error: str | None = None
 
     @property
     def feed_errors(self) -> list[str]:
-        return [outcome.status for outcome in self.feeds if not outcome.ok]
+        problems = [outcome.status for outcome in self.feeds if not outcome.ok]
+        return problems + ([f"trials: {self.trials_error}"] if self.trials_error else [])
 
     def as_json(self) -> dict:
         """The `fetch --json` document of CONTRACT.md."""
@@ -65,6 +69,10 @@ class FetchReport:
         if self.feeds:
             document["feeds"] = [{"name": o.feed.name, "status": o.status, "items": o.items, "new": o.new}
                                  for o in self.feeds]
+        if self.trials is not None or self.trials_error:
+            document["trials"] = {"error": self.trials_error} if self.trials_error else {
+                "found": self.trials.found, "new": self.trials.new, "updated": self.trials.updated,
+                "status_changed": self.trials.status_changed}
         return document
 
 
@@ -205,6 +213,30 @@ def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date |
                                                      outcome.items, [] if outcome.ok else [outcome.status]))
             else:
                 link_works(store)   # a PubMed record may be the published version of a stored preprint
+            query = trial_query(profile)
+            if settings.trials and query is not None:
+                refresh_tracked_trials(settings, store, profile, query, report, now)
             return report
+    finally:
+        client.close()
+
+
+def refresh_tracked_trials(settings: Settings, store: Store, profile: Profile, query: Any,
+                           report: FetchReport, now: datetime) -> None:
+    """Refresh trials from ClinicalTrials.gov; a failure is reported, not fatal (PubMed's
+    papers are stored already)."""
+    from tracker.classify import Classifier
+    from tracker.ctgov import CtgovClient
+    from tracker.lexicon import build_lexicon
+    from tracker.trials import refresh_trials
+
+    client = CtgovClient(settings.ctgov_url, timeout=settings.request_timeout, max_retries=settings.max_retries)
+    try:
+        report.trials = refresh_trials(store, client, query, Classifier(build_lexicon(profile)), now)
+        report.searches.append(SearchLog("trials:clinicaltrials.gov", query.term, "", "", report.trials.found))
+    except CartdigestError as error:
+        report.trials_error = str(error)
+        report.searches.append(SearchLog("trials:clinicaltrials.gov", query.term, "", "", 0, [str(error)]))
+        log.warning("trials: %s", error)
     finally:
         client.close()

@@ -212,4 +212,30 @@ CREATE TABLE feed_state (
     items         INTEGER NOT NULL DEFAULT 0
 );
 """),
+    (7, "clinical trials from ClinicalTrials.gov", """
+CREATE TABLE trials (
+    nct               TEXT PRIMARY KEY,
+    title             TEXT NOT NULL,
+    status            TEXT NOT NULL,                 -- RECRUITING, NOT_YET_RECRUITING, ...
+    previous_status   TEXT,
+    status_changed_at TEXT,                          -- when we saw the status change
+    phase             TEXT,
+    conditions        TEXT NOT NULL DEFAULT '[]',
+    interventions     TEXT NOT NULL DEFAULT '[]',    -- ["Drug: Glofitamab", ...]
+    eligibility       TEXT,                          -- the criteria as registered
+    car_t_line        TEXT,                          -- the one eligibility line about CAR-T
+    car_t_rule        TEXT CHECK (car_t_rule IN ('inclusion', 'exclusion')),
+    excluded          INTEGER NOT NULL DEFAULT 0 CHECK (excluded IN (0, 1)),  -- excludes prior CAR-T
+    sponsor           TEXT,
+    countries         TEXT NOT NULL DEFAULT '[]',
+    summary           TEXT,
+    first_posted      TEXT,
+    last_update       TEXT,
+    therapies         TEXT NOT NULL DEFAULT '[]',
+    evidence          TEXT NOT NULL DEFAULT '{}',
+    content_hash      TEXT NOT NULL,
+    first_seen        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL
+);
+"""),
 ]

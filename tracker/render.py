@@ -8,7 +8,7 @@ from pathlib import Path
 import css_inline
 from jinja2 import Environment
 
-from tracker.edition import EditionView, Section
+from tracker.edition import TRIALS_SECTION, EditionView, Section
 
 # keep_at_rules keeps the dark-mode @media block in <style>; nothing remote is ever fetched.
 INLINER = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True,
@@ -29,6 +29,7 @@ class EmailContext:
     reader_name: str | None = None
     is_test: bool = False
     chose_sections: bool = False     # the reader picked sections (else: everything)
+    show_trials: bool = True         # the trials block (a reader may leave it out)
 
 
 @dataclass
@@ -64,7 +65,8 @@ def email_context(view: EditionView, base_url: str, *, sections: set[str] | None
         base_url=base_url, web_url=f"{base_url}/archive/{view.week}",
         unsubscribe_url=unsubscribe_url or f"{base_url}/unsubscribe",
         preferences_url=preferences_url or f"{base_url}/preferences",
-        reader_name=reader_name, is_test=is_test, chose_sections=sections is not None)
+        reader_name=reader_name, is_test=is_test, chose_sections=sections is not None,
+        show_trials=sections is None or TRIALS_SECTION in sections)
 
 
 def render_email(env: Environment, context: EmailContext) -> RenderedEmail:

@@ -125,6 +125,17 @@ def _accounts(value: Any) -> tuple[dict[str, str], ...]:
     return tuple(accounts)
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
@@ -178,6 +189,8 @@ SETTINGS: tuple[Setting, ...] = (
             env="CARTDIGEST_SECRET_KEY", secret=True),
     Setting("feeds", (), _url_list, "extra RSS/Atom feed URLs (space-separated in the environment)",
             env="CARTDIGEST_FEEDS"),
+    Setting("trials", True, _flag, "refresh tracked trials from ClinicalTrials.gov in fetch and run",
+            env="CARTDIGEST_TRIALS"),
     Setting("ctgov_url", "https://clinicaltrials.gov/api/v2/", _url,
             "base URL of the ClinicalTrials.gov API v2", env="CARTDIGEST_CTGOV_URL"),
     Setting("base_url", "http://127.0.0.1:8000", lambda value: _url(value).rstrip("/"),
@@ -218,6 +231,7 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     feeds: tuple[str, ...] = ()
+    trials: bool = True
     ctgov_url: str = "https://clinicaltrials.gov/api/v2/"
     base_url: str = "http://127.0.0.1:8000"
     from_address: str = "cartdigest@localhost"

@@ -45,3 +45,20 @@ def sample_standin(profile: Profile, week_start: date) -> EutilsStandIn:
     terms = {query.term: by_query.get(query.name, set()) for query in profile.queries}
     standin.search = lambda term: terms.get(term, set())
     return standin
+
+
+def sample_trials_standin(week_start: date):
+    """A ClinicalTrials.gov stand-in holding the sample trials, dated into the demo week."""
+    from tracker.ctgov_standin import CtgovStandIn, study_json
+
+    data = json.loads(resources.files("tracker.demo").joinpath("trials.json").read_text("utf-8"))
+    studies = []
+    for trial in data["studies"]:
+        posted = week_start + timedelta(days=trial["posted"]) if trial["posted"] is not None \
+            else week_start - timedelta(days=200)
+        updated = week_start + timedelta(days=3) if trial.get("previous") else posted
+        studies.append(study_json(
+            trial["nct"], trial["title"], status=trial["status"], phases=trial["phases"],
+            interventions=[tuple(item) for item in trial["interventions"]], eligibility=trial["eligibility"],
+            countries=trial["countries"], first_posted=posted.isoformat(), last_update=updated.isoformat()))
+    return CtgovStandIn(studies)
