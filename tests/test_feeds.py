@@ -4,10 +4,8 @@ and feeds that fail in every way a feed can."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from datetime import date, datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from conftest import NOW, make_client
 from tracker.feeds import Feed, FeedReader, collect_feeds, configured_feeds, link_works, parse_feed
 from tracker.fetch import fetch_window
+from tracker.loopback import LoopbackServer, Request
 from tracker.profile import Profile, Query
 from tracker.standin import add_article
 
@@ -28,29 +27,16 @@ class FeedServer:
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.delay: dict[str, float] = {}
-        server = self
+        self.httpd = LoopbackServer(self.answer).start()
+        self.base = self.httpd.base
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                server.requests.append((self.path, dict(self.headers)))
-                time.sleep(server.delay.get(self.path, 0))
-                status, headers, body = server.routes.get(self.path, (404, {}, b"not found"))
-                if status == 200 and headers.get("ETag") and self.headers.get("If-None-Match") == headers["ETag"]:
-                    status, body = 304, b""
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def answer(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        self.requests.append((request.path, request.headers))
+        time.sleep(self.delay.get(request.path, 0))
+        status, headers, body = self.routes.get(request.path, (404, {}, b"not found"))
+        if status == 200 and headers.get("ETag") and request.headers.get("If-None-Match") == headers["ETag"]:
+            return 304, {}, b""
+        return status, headers, body
 
     def serve(self, path: str, filename: str, etag: str | None = None, kind: str = "application/rss+xml") -> Feed:
         headers = {"Content-Type": kind, **({"ETag": etag} if etag else {})}
@@ -62,7 +48,7 @@ class FeedServer:
 def feeds():
     server = FeedServer()
     yield server
-    server.httpd.shutdown()
+    server.httpd.stop()
 
 
 def test_each_format_gives_items_with_their_keys(feeds):

@@ -11,9 +11,10 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tracker.loopback import LoopbackServer
 
 
 def study_json(nct: str, title: str, *, status: str = "RECRUITING", phases: list[str] | None = None,
@@ -43,40 +44,19 @@ class CtgovStandIn:
     log: list[dict[str, list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
+        self._server = LoopbackServer(lambda request: self.answer(request.path))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v2/"
+        return f"{self._server.base}/api/v2/"
 
     def start(self) -> "CtgovStandIn":
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                status, headers, body = standin.answer(self.path)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> "CtgovStandIn":
         return self.start()

@@ -18,10 +18,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape
+
+from tracker.loopback import LoopbackServer, Request
 
 ESEARCH_DOCTYPE = ('<?xml version="1.0" encoding="UTF-8" ?>\n<!DOCTYPE eSearchResult PUBLIC '
                    '"-//NLM//DTD esearch 20060628//EN" '
@@ -91,7 +92,7 @@ class EutilsStandIn:
         self._webenv_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._arrivals: deque[float] = deque()
-        self._server: ThreadingHTTPServer | None = None
+        self._server = LoopbackServer(self._serve)
 
     # -- records ----------------------------------------------------------------------------
 
@@ -115,23 +116,25 @@ class EutilsStandIn:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the stand-in is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/entrez/eutils/"
+        return f"{self._server.base}/entrez/eutils/"
 
     def start(self) -> "EutilsStandIn":
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="eutils-standin").start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._server.stop()
+
+    def _serve(self, request: Request) -> tuple[int, dict[str, str], bytes] | None:
+        parsed = urlparse(request.path)
+        params = parse_qs(parsed.query, keep_blank_values=True)
+        for key, values in parse_qs(request.body.decode("utf-8"), keep_blank_values=True).items():
+            params.setdefault(key, []).extend(values)
+        utility = parsed.path.rsplit("/", 1)[-1]
+        arrived = time.monotonic()
+        status, headers, body = self.answer(utility, params)
+        self.log.append(LoggedRequest(arrived, utility, request.method, params, status, request.client_port))
+        return None if status == -1 else (status, headers, body)   # -1: "drop" the connection
 
     def __enter__(self) -> "EutilsStandIn":
         return self.start()
@@ -310,41 +313,6 @@ def _rate_limited(retry_after: str | None) -> tuple[int, dict[str, str], bytes]:
     body = json.dumps({"error": "API rate limit exceeded", "api-key": "127.0.0.1",
                        "count": "4", "limit": "3"})
     return 429, headers, body.encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"   # keep-alive, as NCBI's servers do
-    standin: EutilsStandIn
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass  # the stand-in keeps its own structured log
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._handle(parse_qs(urlparse(self.path).query, keep_blank_values=True))
-
-    def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        form = self.rfile.read(length).decode("utf-8")
-        params = parse_qs(urlparse(self.path).query, keep_blank_values=True)
-        for key, values in parse_qs(form, keep_blank_values=True).items():
-            params.setdefault(key, []).extend(values)
-        self._handle(params)
-
-    def _handle(self, params: dict[str, list[str]]) -> None:
-        utility = urlparse(self.path).path.rsplit("/", 1)[-1]
-        arrived = time.monotonic()
-        status, headers, body = self.standin.answer(utility, params)
-        self.standin.log.append(LoggedRequest(arrived, utility, self.command, params, status,
-                                              self.client_address[1]))
-        if status == -1:   # "drop": close the connection without a word
-            self.close_connection = True
-            return
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 # -- writing realistic records -------------------------------------------------------------
