@@ -16,6 +16,9 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass
+import email
+from email import encoders
+from email.charset import Charset
 from email.header import Header
 from email.policy import compat32
 from email.message import Message
@@ -80,18 +83,20 @@ def build_message(*, sender: str, to: str, subject: str, text: str, html: str | 
                   headers: dict[str, str] | None = None) -> Message:
     """A multipart/alternative message (text first, then HTML) with Date and Message-ID.
 
-    Built with the compat32 MIME classes and base64 bodies: encoding happens in C, several
-    times faster than EmailMessage's header registry, which matters at 10,000 messages.
+    Built with the compat32 MIME classes (several times faster than EmailMessage's header
+    registry, which matters at 10,000 messages) and 8-bit UTF-8 bodies: about a quarter smaller
+    than base64, and an SMTP server reads far fewer lines. A relay without 8BITMIME gets base64
+    (SmtpMailer converts).
     """
     recipient = normalise_address(to)
     name = clean_display_name(to_name)
-    text_part = MIMEText(text, "plain", "utf-8")
+    text_part = _eight_bit_part(text, "plain")
     if html is None:
         message: Message = text_part
     else:
         message = MIMEMultipart("alternative")
         message.attach(text_part)
-        message.attach(MIMEText(html, "html", "utf-8"))
+        message.attach(_eight_bit_part(html, "html"))
     message["From"] = sender
     message["To"] = formataddr((str(Header(name, "utf-8")) if not name.isascii() else name, recipient)) \
         if name else recipient
@@ -102,6 +107,50 @@ def build_message(*, sender: str, to: str, subject: str, text: str, html: str | 
     for header, value in (headers or {}).items():
         message[header] = clean_header(value)
     return message
+
+
+MAX_LINE = 900   # SMTP allows 998 octets a line; leave room for multi-byte characters
+
+
+def wrap_long_lines(text: str, limit: int = MAX_LINE) -> str:
+    """Break lines longer than `limit` bytes so that SMTP's line limit holds for 8-bit bodies."""
+    lines = []
+    for line in text.split("\n"):
+        while len(line.encode("utf-8")) > limit:
+            # How many characters fit in `limit` bytes (UTF-8 characters take 1 to 4).
+            fits = len(line.encode("utf-8")[:limit].decode("utf-8", "ignore"))
+            # A space becomes the line break (the same to HTML and to a reader); only a line
+            # with no space is broken after a tag, and one with neither is split.
+            cut = line.rfind(" ", 0, fits)
+            if cut <= 0:
+                cut = line.rfind(">", 0, fits) + 1
+            cut = cut if cut > 0 else fits
+            lines.append(line[:cut])
+            line = line[cut:].lstrip(" ")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _eight_bit_part(content: str, subtype: str) -> MIMEText:
+    charset = Charset("utf-8")
+    charset.body_encoding = None   # 8bit, not base64
+    part = MIMEText("", subtype)
+    part.set_payload(wrap_long_lines(content), charset)
+    del part["Content-Transfer-Encoding"]
+    part["Content-Transfer-Encoding"] = "8bit"
+    return part
+
+
+def as_seven_bit(message: Message) -> Message:
+    """The same message with base64 bodies, for a relay that does not offer 8BITMIME."""
+    copy = email.message_from_bytes(message.as_bytes(), policy=compat32)
+    for part in copy.walk():
+        if part.get("Content-Transfer-Encoding") == "8bit":
+            payload = part.get_payload(decode=True)
+            del part["Content-Transfer-Encoding"]
+            part.set_payload(payload)
+            encoders.encode_base64(part)
+    return copy
 
 
 def recipient_of(message: Message) -> str:
@@ -207,8 +256,12 @@ class SmtpMailer:
                 self.connection = self._connect()
             try:
                 # smtplib sends bytes as they are: SMTP wants CRLF line endings.
+                if self.connection.has_extn("8bitmime"):
+                    options, outgoing = ["BODY=8BITMIME"], message
+                else:
+                    options, outgoing = [], as_seven_bit(message)
                 refused = self.connection.sendmail(self.envelope_sender(message), [recipient_of(message)],
-                                                   message.as_bytes(policy=SMTP_POLICY))
+                                                   outgoing.as_bytes(policy=SMTP_POLICY), mail_options=options)
             except smtplib.SMTPRecipientsRefused as error:
                 code, reply = next(iter(error.recipients.values()))
                 if code == 421 and attempt == 0:

@@ -349,3 +349,21 @@ def test_preferences_page_changes_sections(public):
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     client.post(url, data={"sections": ["radiotherapy", "related"], "csrf_token": token})
     assert readers.get("cells@example.org").sections == ["radiotherapy", "related"]
+
+
+def test_bodies_are_8bit_with_short_lines_and_base64_for_old_relays():
+    from subscribers.mailer import as_seven_bit, wrap_long_lines
+
+    html = "<p>" + "<b>bold</b> " * 300 + "</p>" + "<i>x</i>" * 400
+    message = build_message(sender="d@example.org", to="a@example.org", to_name="Zoë", subject="Hi – x",
+                            text="héllo " * 400, html=html, now=NOW)
+    raw = message.as_bytes()
+    assert max(len(line) for line in raw.split(b"\n")) <= 998
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert [part["Content-Transfer-Encoding"] for part in parsed.walk()][1:] == ["8bit", "8bit"]
+    assert " ".join(parsed.get_body(("plain",)).get_content().split()) == " ".join(("héllo " * 400).split())
+    assert "<b>bold</b>\n<b>bold</b>" in parsed.get_body(("html",)).get_content()   # a space became the break
+    seven = email.message_from_bytes(as_seven_bit(message).as_bytes(), policy=policy.default)
+    assert [part["Content-Transfer-Encoding"] for part in seven.walk()][1:] == ["base64", "base64"]
+    assert seven.get_body(("html",)).get_content() == parsed.get_body(("html",)).get_content()
+    assert wrap_long_lines("short\nlines") == "short\nlines"
