@@ -19,7 +19,6 @@ SNIPPET_CONTEXT = 60
 FIELDS = ("title", "abstract", "keywords")
 TITLE_STUDY_WEIGHT = 3
 MAX_BODY_STUDY_CUES = 3
-SENTENCE = re.compile(r"[^.;!?]+[.;!?]*")
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class FieldScan:
     text: str
     hits: dict[str, list[Hit]]
     masked: str      # lower-cased, CAR-T mentions replaced by same-length sentinels
-    car_sentences: str = ""   # `masked` with every sentence that names no CAR-T blanked out
+    triggers: set[str] = field(default_factory=set)   # pattern triggers present in `masked`
 
     def evidence(self, start: int, end: int, **extra: Any) -> dict[str, Any]:
         return {"term": self.text[start:end].strip(), "field": self.name,
@@ -108,14 +107,7 @@ def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
                 pieces += [masked[position:hit.start], CAR_SENTINEL * (hit.end - hit.start)]
                 position = hit.end
             masked = "".join(pieces) + masked[position:]
-        car_sentences = ""
-        if CAR_SENTINEL in masked:
-            # Relations with CAR-T live within one sentence; blanking the others (same length,
-            # so offsets hold) lets the regex engine skip them at memchr speed.
-            car_sentences = SENTENCE.sub(
-                lambda match: match.group(0) if CAR_SENTINEL in match.group(0) else " " * len(match.group(0)),
-                masked)
-        scans[name] = FieldScan(name, text, hits, masked, car_sentences)
+        scans[name] = FieldScan(name, text, hits, masked, lexicon.triggers.present(masked))
     return scans
 
 
@@ -179,11 +171,12 @@ class Classifier:
             if title.hits.get(CAR):
                 runs += [(pattern, title) for pattern in cue.title_patterns]
             for pattern, scan in runs:
-                if not scan.text or (pattern.needs_car and CAR_SENTINEL not in scan.masked):
+                if not scan.text or (pattern.needs_car and CAR_SENTINEL not in scan.masked) \
+                        or not pattern.can_match(scan.triggers):
                     continue
                 if scan.name == "title" and title_hits or scan.name != "title" and len(body_hits) >= 2:
                     continue   # this cue already counts all it can from this field
-                for match in pattern.finditer(scan.car_sentences if pattern.needs_car else scan.masked):
+                for match in pattern.finditer(scan.masked):
                     (title_hits if scan.name == "title" else body_hits).append((scan, match))
             contribution = (cue.title_weight if title_hits else 0) + cue.weight * min(len(body_hits), 2)
             if contribution:
@@ -248,7 +241,8 @@ class Classifier:
                     if self._ignored(rule, scan.text, hit):
                         continue
                     score += 3 if scan.name == "title" else 1
-                    kept.append(scan.evidence(hit.start, hit.end))
+                    if len(kept) < 3:   # evidence: the first three mentions are enough
+                        kept.append(scan.evidence(hit.start, hit.end))
             for heading in document.mesh:
                 if heading.lower() in rule.mesh:
                     score += 2
@@ -272,13 +266,13 @@ class Classifier:
     def _study_type(self, document: Document, scans: dict[str, FieldScan], evidence: dict) -> str:
         lexicon = self.lexicon
         scores: dict[str, float] = {}
-        hits: dict[str, list[dict[str, Any]]] = {}
+        hits: dict[str, list[tuple[FieldScan, int, int]]] = {}
         for kind in lexicon.study_patterns:
             weight = lexicon.study_weights.get(kind, 1)
             for scan in (scans["title"], scans["abstract"]):
                 found = [(hit.start, hit.end, hit.term.lower()) for hit in scan.hits.get(study_concept(kind), [])]
                 for pattern in lexicon.study_patterns[kind]:
-                    match = next(pattern.finditer(scan.masked), None)
+                    match = next(pattern.finditer(scan.masked), None) if pattern.can_match(scan.triggers) else None
                     if match:
                         found.append((match.start(), match.end(), pattern.regex.pattern))
                 if not found:
@@ -288,11 +282,11 @@ class Classifier:
                     scores[kind] = scores.get(kind, 0) + TITLE_STUDY_WEIGHT * weight
                 else:
                     scores[kind] = scores.get(kind, 0) + weight * min(len(distinct), MAX_BODY_STUDY_CUES)
-                hits.setdefault(kind, []).extend(scan.evidence(start, end) for start, end in
-                                                 list(distinct.values())[:2])
+                # Spans now; evidence is built for the winning kind only.
+                hits.setdefault(kind, []).extend((scan, start, end) for start, end in list(distinct.values())[:2])
 
         publication_types = set(document.publication_types)
-        title_case = any(hit["field"] == "title" for hit in hits.get("case_report", []))
+        title_case = any(scan.name == "title" for scan, _, _ in hits.get("case_report", []))
         if not title_case:
             for kind in lexicon.study_priority:
                 matched = publication_types & lexicon.study_publication_types.get(kind, frozenset())
@@ -311,7 +305,7 @@ class Classifier:
             return lexicon.study_default
         rank = {kind: index for index, kind in enumerate(lexicon.study_priority)}
         best = min(scores, key=lambda kind: (-scores[kind], rank.get(kind, 99)))
-        evidence[f"study_type:{best}"] = hits[best][:3]
+        evidence[f"study_type:{best}"] = [scan.evidence(start, end) for scan, start, end in hits[best][:3]]
         return best
 
 

@@ -10,7 +10,7 @@ import re
 import re._constants as re_constants
 import re._parser as re_parser
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import ahocorasick
 
@@ -55,6 +55,8 @@ class Term:
     concept: str
     text: str
     regex: re.Pattern[str]
+    length: int = 0   # > 0: a plain term whose whole-word key match is proof enough
+
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,17 @@ class Hit:
     end: int
 
 
-_NON_WORD = re.compile(r"[\W_]")
+class _SpaceForNonAlnum(dict):
+    """A str.translate table that maps every character but letters and digits to a space,
+    filling itself as characters are met (translate is ~20x faster than re.sub here)."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        self[code] = char if char.isalnum() else " "
+        return self[code]
+
+
+_WORDS_ONLY = _SpaceForNonAlnum()
 
 
 def normalise(text: str) -> str:
@@ -74,7 +86,7 @@ def normalise(text: str) -> str:
     lower = text.lower()
     if len(lower) != len(text):   # a few characters lengthen when lower-cased
         lower = "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
-    return _NON_WORD.sub(" ", lower)
+    return lower.translate(_WORDS_ONLY)
 
 
 class TermIndex:
@@ -94,11 +106,14 @@ class TermIndex:
         for text in terms:
             if not isinstance(text, str) or not text.strip("* "):
                 raise ProfileError(f"{where}: empty or non-text term {text!r}")
+            core = text.rstrip("*")
+            plain = not text.endswith("*") and not _is_abbreviation(core) and all(
+                char.isalnum() or char in " -" for char in core)
             try:
-                term = Term(concept, text, re.compile(term_body(text), re.IGNORECASE))
+                term = Term(concept, text, re.compile(term_body(text), re.IGNORECASE), len(core) if plain else 0)
             except re.error as error:
                 raise ProfileError(f"{where}: term {text!r} does not compile: {error}") from None
-            words = normalise(text.rstrip("*")).split()
+            words = normalise(core).split()
             if not words:
                 raise ProfileError(f"{where}: term {text!r} has no letters or digits")
             # Keys are padded with spaces so that only whole words match; a wildcard term
@@ -137,13 +152,37 @@ class TermIndex:
             for term in candidates[start]:
                 if start < reached.get(term.concept, 0):
                     continue
-                match = term.regex.match(text, start)
-                if match and match.end() > best.get(term.concept, (0, term))[0]:
-                    best[term.concept] = (match.end(), term)
+                if term.length:   # letters, digits, spaces and hyphens only: the key proved it
+                    end = start + term.length
+                else:
+                    match = term.regex.match(text, start)
+                    if not match:
+                        continue
+                    end = match.end()
+                if end > best.get(term.concept, (0, term))[0]:
+                    best[term.concept] = (end, term)
             for concept, (end, term) in best.items():
                 found.setdefault(concept, []).append(Hit(concept, text[start:end], start, end))
                 reached[concept] = end
         return found
+
+
+class TriggerIndex:
+    """Which patterns' literal triggers occur in a field: one Aho-Corasick pass, instead of a
+    substring test per trigger per pattern."""
+
+    def __init__(self, triggers: Iterable[str]) -> None:
+        self.automaton = ahocorasick.Automaton()
+        for trigger in set(triggers):
+            self.automaton.add_word(trigger, trigger)
+        self.empty = len(self.automaton) == 0
+        if not self.empty:
+            self.automaton.make_automaton()
+
+    def present(self, lower_text: str) -> set[str]:
+        if self.empty or not lower_text:
+            return set()
+        return {trigger for _, trigger in self.automaton.iter(lower_text)}
 
 
 def lower_pattern(pattern: str) -> str:
@@ -167,14 +206,21 @@ class Pattern:
     regex: re.Pattern[str]
     needs_car: bool
     word_start: bool
-    triggers: tuple[str, ...] = ()   # one of these must occur for the pattern to match
+    triggers: frozenset[str] = frozenset()   # one of these must occur for the pattern to match
+    excludes: re.Pattern[str] | None = None  # a match containing this is dropped ({GAP} patterns)
+
+    def can_match(self, present: set[str]) -> bool:
+        """`present`: the triggers found in the field (TriggerIndex.present)."""
+        return not self.triggers or not self.triggers.isdisjoint(present)
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        if self.triggers and not any(trigger in text for trigger in self.triggers):
-            return
         for match in self.regex.finditer(text):
             start = match.start()
             if self.word_start and start and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                continue
+            # Checked on the match, not inside the regex: a lookahead at every gap character
+            # ("tempered" gap) costs far more than one search of a short span.
+            if self.excludes is not None and self.excludes.search(match.group(0)):
                 continue
             yield match
 
@@ -217,6 +263,7 @@ class Lexicon:
     study_weights: dict[str, int]
     study_priority: tuple[str, ...]
     study_default: str
+    triggers: TriggerIndex | None = None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -288,7 +335,8 @@ def literal_triggers(regex: str, minimum: int = 3) -> tuple[str, ...]:
     return tuple(sorted(set(found))) if found and all(len(text) >= minimum for text in found) else ()
 
 
-def _patterns(patterns: list[str], placeholders: dict[str, str], where: str) -> tuple[Pattern, ...]:
+def _patterns(patterns: list[str], placeholders: dict[str, str], where: str,
+              gap_excludes: re.Pattern[str] | None = None) -> tuple[Pattern, ...]:
     compiled = []
     for pattern in patterns:
         text = pattern
@@ -302,7 +350,8 @@ def _patterns(patterns: list[str], placeholders: dict[str, str], where: str) -> 
             regex = re.compile(source, re.MULTILINE)
         except re.error as error:
             raise ProfileError(f"{where}: pattern {pattern!r} does not compile: {error}") from None
-        compiled.append(Pattern(regex, "{CAR}" in pattern, word_start, literal_triggers(source)))
+        compiled.append(Pattern(regex, "{CAR}" in pattern, word_start, frozenset(literal_triggers(source)),
+                                gap_excludes if "{GAP}" in pattern else None))
     return tuple(compiled)
 
 
@@ -321,6 +370,8 @@ def build_lexicon(profile: Profile) -> Lexicon:
     # {CAR} is one cheap character class and match offsets still point into the original text.
     placeholders = {"CAR": CAR_SENTINEL + "+", "FAIL": words.get("FAIL", r"\bfail\w*"),
                     "GAP": words.get("GAP", r"[^.;]{0,60}?")}
+    gap_excludes = _compile(lower_pattern(words["GAP_EXCLUDES"]), {}, f"{where}.relevance.words") \
+        if words.get("GAP_EXCLUDES") else None
 
     cues = []
     for number, cue in enumerate(_list(data.get("relevance", {}), "cues", where), 1):
@@ -328,8 +379,9 @@ def build_lexicon(profile: Profile) -> Lexicon:
         cues.append(Cue(
             name=cue.get("name", f"cue {number}"), weight=int(cue.get("weight", 0)),
             title_weight=int(cue.get("title_weight", 0)), kind=cue.get("kind", "focus"),
-            patterns=_patterns(_list(cue, "patterns", cue_where), placeholders, cue_where),
-            title_patterns=_patterns(_list(cue, "title_patterns", cue_where), placeholders, cue_where)))
+            patterns=_patterns(_list(cue, "patterns", cue_where), placeholders, cue_where, gap_excludes),
+            title_patterns=_patterns(_list(cue, "title_patterns", cue_where), placeholders, cue_where,
+                                     gap_excludes)))
 
     sections = tuple(data.get("sections", THERAPY_KEYS))
     unknown = set(sections) - set(THERAPY_KEYS)
@@ -368,6 +420,8 @@ def build_lexicon(profile: Profile) -> Lexicon:
 
     context = data.get("therapy_context", {})
     ignore_words = _list(context, "ignore_after", where) or ["first-line"]
+    every_pattern = [p for cue in cues for p in cue.patterns + cue.title_patterns] + \
+        [p for patterns in study_patterns.values() for p in patterns]
     return Lexicon(
         version=str(data.get("version", "1")),
         sections=sections,
@@ -388,5 +442,6 @@ def build_lexicon(profile: Profile) -> Lexicon:
         study_weights=study_weights,
         study_priority=tuple(study.get("priority", STUDY_TYPES)),
         study_default=study.get("default", "real_world"),
+        triggers=TriggerIndex(trigger for p in every_pattern for trigger in p.triggers),
         raw=data,
     )
