@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable
 
-from flask import Flask, redirect, render_template, request, url_for
+from flask import Flask, render_template, request
 
 from subscribers.mailer import AddressError
 from subscribers.readers import ReaderError, Readers

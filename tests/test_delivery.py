@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from email import policy
-from pathlib import Path
 
 import pytest
 

@@ -16,7 +16,7 @@ from tracker.errors import EutilsError, EutilsQueryError
 from tracker.eutils import EutilsClient
 from tracker.http import retry_after_seconds
 from tracker.ratelimit import RateLimiter
-from tracker.standin import EutilsStandIn, add_article
+from tracker.standin import add_article
 
 WEEK = (date(2026, 11, 9), date(2026, 11, 15))
 

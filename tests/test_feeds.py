@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOW, make_client
+from conftest import NOW
 from tracker.feeds import Feed, FeedReader, collect_feeds, configured_feeds, link_works, parse_feed
 from tracker.fetch import fetch_window
 from tracker.loopback import LoopbackServer, Request
@@ -55,9 +55,11 @@ def test_each_format_gives_items_with_their_keys(feeds):
     pubmed = parse_feed((FEEDS / "pubmed.xml").read_bytes(), Feed("pubmed", "x"))
     assert [(item.pmid, item.doi) for item in pubmed] == [("41000101", "10.1234/feed.41000101"),
                                                           ("41000102", "10.1234/feed.41000102")]
-    [preprint] = parse_feed((FEEDS / "medrxiv.rdf").read_bytes(), Feed("medrxiv", "x"))
+    preprint, atlas = parse_feed((FEEDS / "medrxiv.rdf").read_bytes(), Feed("medrxiv", "x"))
     assert preprint.pmid is None and preprint.doi == "10.1101/2026.11.10.26300001" and preprint.preprint
-    assert preprint.published == date(2026, 11, 11) and preprint.authors
+    assert preprint.published == date(2026, 11, 11) and preprint.authors == ["Varga, E.", "Lindqvist, K."]
+    assert atlas.doi == "10.1101/2026.11.12.26300002"            # the link's "v2" is not part of it
+    assert atlas.published_doi == "10.9999/nature.2026.777"
     [article] = parse_feed((FEEDS / "journal.atom").read_bytes(), Feed("journal", "x"))
     assert article.doi == "10.9999/jeh.2026.55" and not article.preprint
     assert article.authors == ["Petrov D", "Nakamura Y"] and article.published == date(2026, 11, 12)
@@ -97,21 +99,24 @@ def test_a_preprint_that_later_appears_in_pubmed_is_one_paper(feeds, standin, cl
     collect_feeds(store, client, [feeds.serve("/medrxiv.rdf", "medrxiv.rdf"),
                                   feeds.serve("/journal.atom", "journal.atom")], NOW)
     works = {stored.paper.doi: stored for stored in store.papers()}
-    assert set(works) == {"10.1101/2026.11.10.26300001", "10.9999/jeh.2026.55"}
+    assert set(works) == {"10.1101/2026.11.10.26300001", "10.1101/2026.11.12.26300002", "10.9999/jeh.2026.55"}
     preprint = works["10.1101/2026.11.10.26300001"]
     assert preprint.paper.pmid is None and preprint.paper.is_preprint and preprint.found_by == ["feed:medrxiv.rdf"]
-    # PubMed indexes the journal version of the preprint (same DOI) and, with another DOI, the
-    # in-press article under a near-identical title with a shared author.
+    # PubMed indexes the journal version of the preprint (same DOI); the atlas under the journal
+    # DOI its preprint server gave; and, with another DOI, the in-press article under a
+    # near-identical title with a shared author.
     add_article(standin, "41000201", "Odronextamab for lymphoma relapsing after CAR-T therapy: a multicentre cohort",
                 date(2026, 11, 18), doi="10.1101/2026.11.10.26300001", authors=["Varga E"])
     add_article(standin, "41000202", "Allogeneic transplantation after CAR-T failure in mantle-cell lymphoma.",
                 date(2026, 11, 18), doi="10.9999/jeh.2026.55-final", authors=["Nakamura Y", "Ito K"])
+    add_article(standin, "41000203", "A single-cell atlas of relapse after CD19 CAR-T", date(2026, 11, 18),
+                doi="10.9999/nature.2026.777", authors=["Someone Else"])
     fetch_window(store, client, Profile("t", "t", (Query("q", "q"),)), date(2026, 11, 18), date(2026, 11, 18), NOW)
-    assert link_works(store) == 2
+    assert link_works(store) == 3
     shown = store.papers()
-    assert sorted(stored.paper.pmid for stored in shown) == ["41000201", "41000202"]
+    assert sorted(stored.paper.pmid for stored in shown) == ["41000201", "41000202", "41000203"]
     assert store.paper_by_pmid("41000201").found_by == ["feed:medrxiv.rdf", "query:q"]
-    assert len(store.papers(include_merged=True)) == 4
+    assert len(store.papers(include_merged=True)) == 6
 
 
 def test_a_broken_feed_is_reported_by_name_and_the_others_still_count(feeds, client, store):
@@ -158,7 +163,7 @@ def test_feeds_in_a_cli_fetch_and_papers_json(feeds, standin, tmp_path, monkeypa
     document = json.loads(result.stdout)
     assert [f["status"] for f in document["feeds"]] == ["ok", document["feeds"][1]["status"]]
     runner.invoke(cli, ["classify"])
-    [row] = [json.loads(line) for line in runner.invoke(cli, ["papers", "--json"]).stdout.splitlines()]
+    row, _atlas = [json.loads(line) for line in runner.invoke(cli, ["papers", "--json"]).stdout.splitlines()]
     assert row["pmid"] is None and row["doi"] == "10.1101/2026.11.10.26300001" and row["preprint"]
     assert row["found_by"] == ["feed:127.0.0.1/medrxiv.rdf"]
     assert row["relevance"] == "core" and row["therapies"] == ["bispecific_antibody"]
@@ -181,12 +186,12 @@ def test_a_preprint_in_the_edition_has_its_badge_and_can_be_excluded_by_doi(feed
     classify_store(store, Classifier(lexicon), NOW)
     builder = EditionBuilder(store, profile, lexicon)
     edition_id = builder.draft("2026-W46", NOW)
-    [item] = builder.view(edition_id).items
-    assert item.key == "doi:10.1101/2026.11.10.26300001" and item.preprint
+    item = next(item for item in builder.view(edition_id).items if item.key == "doi:10.1101/2026.11.10.26300001")
+    assert item.preprint
     assert [link.label for link in item.links] == ["DOI", "Preprint"]
     assert item.why == ["found in the feed medrxiv.rdf"]
     html = render_email(environment(), email_context(builder.view(edition_id), "https://d.example.org")).html
     badge = BeautifulSoup(html, "html.parser").select_one("td.item .badge-warn")
     assert badge.text == "Preprint, not peer reviewed"
     builder.exclude(edition_id, item.key, "ada", NOW)
-    assert builder.view(edition_id).items == []
+    assert item.key not in [each.key for each in builder.view(edition_id).items]

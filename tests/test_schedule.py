@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime
+from datetime import datetime
 from email import policy
 from pathlib import Path
 from zoneinfo import ZoneInfo

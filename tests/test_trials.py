@@ -4,7 +4,6 @@ classification, the eligibility rule, the edition's Trials section and `cartdige
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import pytest
 from bs4 import BeautifulSoup

@@ -7,9 +7,8 @@ Evidence keeps the matched term, the field it was found in and a snippet, so an 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from tracker.lexicon import (CAR, CAR_SENTINEL, LYMPHOMA, OTHER_DISEASE, Hit, Lexicon,
                              TherapyRule, study_concept, therapy_concept)

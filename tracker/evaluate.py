@@ -190,7 +190,7 @@ def format_report(result: Evaluation) -> list[str]:
         for label in labels:
             s = block["per_label"][label]
             lines.append(f"  {label:<26}{s['precision']:>7.3f}{s['recall']:>7.3f}{s['f1']:>7.3f}{s['support']:>5}")
-        lines.append(f"  confusion (rows gold, columns predicted): " + " ".join(label[:8] for label in labels))
+        lines.append("  confusion (rows gold, columns predicted): " + " ".join(label[:8] for label in labels))
         for gold in labels:
             lines.append(f"  {gold:<26}" + "".join(f"{block['confusion'][gold][p]:>9}" for p in labels))
     therapies = result.therapies

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from difflib import SequenceMatcher
 from time import struct_time
@@ -61,6 +61,7 @@ class FeedItem:
     pmid: str | None
     doi: str | None
     preprint: bool
+    published_doi: str | None = None   # the journal version a preprint server points to
 
 
 @dataclass
@@ -134,10 +135,14 @@ def parse_feed(body: bytes, feed: Feed) -> list[FeedItem]:
         title = clean_inline(entry.get("title", ""))
         if not title:
             continue
+        # Preprint servers name the published version in dc:relation or a related link.
+        related = " ".join([str(entry.get("dc_relation", ""))] + [
+            item.get("href", "") for item in entry.get("links", []) if item.get("rel") == "related"])
         items.append(FeedItem(
             title=title, link=link, summary=clean_inline(entry.get("summary", "")), authors=authors,
             published=_published(entry), pmid=pmid_match.group(1) if pmid_match else None,
-            doi=_doi(identifiers, link), preprint=bool(link and any(host in link for host in PREPRINT_HOSTS))))
+            doi=_doi(identifiers, link), preprint=bool(link and any(host in link for host in PREPRINT_HOSTS)),
+            published_doi=_doi(related, None)))
     return items
 
 
@@ -200,7 +205,7 @@ def item_paper(item: FeedItem, feed: Feed, today: date) -> Paper:
                  abstract=[AbstractSection(None, None, item.summary)] if item.summary else [],
                  authors=item.authors, journal=feed.name, journal_abbrev=None,
                  pub_date=published.isoformat(), edat=published.isoformat(),
-                 is_preprint=item.preprint, url=item.link)
+                 is_preprint=item.preprint, url=item.link, published_doi=item.published_doi)
 
 
 def collect_feeds(store: Store, client: EutilsClient, feeds: list[Feed], now: datetime,
@@ -266,19 +271,20 @@ def _last_names(authors: list[str]) -> set[str]:
 
 
 def link_works(store: Store) -> int:
-    """Point each unpublished work at its PubMed record: same DOI, or a near-identical title
-    with a shared author. The work's reasons move over, so the edition shows one item."""
+    """Point each unpublished work at its PubMed record: the same DOI, the published-version DOI
+    its preprint server gave, or a near-identical title with a shared author. The work's reasons
+    move over, so the edition shows one item."""
     import json
 
-    unpublished = store.execute("SELECT id, doi, title, authors FROM papers WHERE pmid IS NULL AND "
-                                "merged_into IS NULL").fetchall()
+    unpublished = store.execute("SELECT id, doi, published_doi, title, authors FROM papers WHERE "
+                                "pmid IS NULL AND merged_into IS NULL").fetchall()
     if not unpublished:
         return 0
     linked = 0
     published = store.execute("SELECT id, doi, title, authors FROM papers WHERE pmid IS NOT NULL").fetchall()
     by_doi = {row["doi"].lower(): row["id"] for row in published if row["doi"]}
     for work in unpublished:
-        target = by_doi.get((work["doi"] or "").lower())
+        target = by_doi.get((work["doi"] or "").lower()) or by_doi.get((work["published_doi"] or "").lower())
         if target is None:
             title = normalised_title(work["title"])
             authors = _last_names(json.loads(work["authors"]))

@@ -148,7 +148,7 @@ class TermIndex:
             if start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum() and \
                     (start == 2 or not text[start - 3].isalnum()):
                 continue
-            best: dict[str, tuple[int, Term]] = {}
+            longest: dict[str, int] = {}   # concept -> end of its longest term here
             for term in candidates[start]:
                 if start < reached.get(term.concept, 0):
                     continue
@@ -159,9 +159,9 @@ class TermIndex:
                     if not match:
                         continue
                     end = match.end()
-                if end > best.get(term.concept, (0, term))[0]:
-                    best[term.concept] = (end, term)
-            for concept, (end, term) in best.items():
+                if end > longest.get(term.concept, 0):
+                    longest[term.concept] = end
+            for concept, end in longest.items():
                 found.setdefault(concept, []).append(Hit(concept, text[start:end], start, end))
                 reached[concept] = end
         return found

@@ -238,4 +238,7 @@ CREATE TABLE trials (
     updated_at        TEXT NOT NULL
 );
 """),
+    (8, "a preprint's published-version DOI", """
+ALTER TABLE papers ADD COLUMN published_doi TEXT;   -- from the preprint server's feed
+"""),
 ]

@@ -53,6 +53,7 @@ class Paper:
     is_book: bool = False
     is_preprint: bool = False            # from a preprint server's feed; no PMID yet
     url: str | None = None               # the feed item's page, for works PubMed lacks
+    published_doi: str | None = None     # a preprint's journal version, when its server says
 
     @property
     def title_text(self) -> str:

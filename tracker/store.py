@@ -149,7 +149,7 @@ class Store:
                       journal=paper.journal, journal_abbrev=paper.journal_abbrev,
                       pub_date=paper.pub_date, edat=paper.edat, is_book=int(paper.is_book),
                       is_retracted=int(paper.is_retracted), content_hash=content_hash,
-                      is_preprint=int(paper.is_preprint), url=paper.url)
+                      is_preprint=int(paper.is_preprint), url=paper.url, published_doi=paper.published_doi)
         if existing is None:
             values.update(first_seen=stamp, updated_at=stamp)
             columns = ", ".join(values)
@@ -177,7 +177,7 @@ class Store:
         data.update(pmid=row["pmid"], doi=row["doi"], pmcid=row["pmcid"], title=row["title"],
                     journal=row["journal"], journal_abbrev=row["journal_abbrev"],
                     pub_date=row["pub_date"], edat=row["edat"], is_book=bool(row["is_book"]),
-                    is_preprint=bool(row["is_preprint"]), url=row["url"])
+                    is_preprint=bool(row["is_preprint"]), url=row["url"], published_doi=row["published_doi"])
         return Paper.from_json_dict(data)
 
     def papers(self, since: date | None = None, until: date | None = None,

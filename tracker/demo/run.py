@@ -75,7 +75,6 @@ def _mark_earlier_trial_status(settings: Settings, registry) -> None:
     """Record the sample's one 'not yet recruiting' trial as it stood before this week, so the
     edition can show it as newly recruiting."""
     import copy
-    import json
 
     from tracker.classify import Classifier
     from tracker.ctgov import parse_study
