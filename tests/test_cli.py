@@ -65,7 +65,8 @@ def test_fetch_json_is_one_document_and_papers_json_lines(runner, standin, monke
     result = runner.invoke(cli, ["fetch", "--since", "2026-11-09", "--until", "2026-11-15", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document == {"window": ["2026-11-09", "2026-11-15"], "requests": 6, "found": 2,
+    # 3 searches, 1 ELink, 1 EFetch: each search found both papers, so no EPost is needed
+    assert document == {"window": ["2026-11-09", "2026-11-15"], "requests": 5, "found": 2,
                          "new": 2, "updated": 0}
     listed = runner.invoke(cli, ["papers", "--json"])
     rows = [json.loads(line) for line in listed.stdout.splitlines()]

@@ -53,6 +53,17 @@ def test_stores_every_paper_with_every_reason(standin, client, store):
     assert store.watermark() == day("2026-11-15")
 
 
+def test_one_search_that_found_everything_is_fetched_from_its_own_history(standin, client, store):
+    stock(standin, 5, day("2026-11-09"))
+    report = fetch_window(store, client, Profile("t", "t", (Query("all", "all"),)),
+                          day("2026-11-09"), day("2026-11-15"), NOW, batch_size=2)
+    assert report.new == 5
+    assert [request.utility for request in standin.log] == ["esearch.fcgi"] + ["efetch.fcgi"] * 3
+    search_history = standin.log[0]
+    assert search_history.params["usehistory"] == ["y"]
+    assert {request.params["query_key"][0] for request in standin.log[1:]} == {"1"}
+
+
 def test_rerun_adds_nothing_and_a_revised_record_is_updated_not_duplicated(standin, client, store):
     pmids = stock(standin, 4, day("2026-11-09"))
     window = (day("2026-11-09"), day("2026-11-15"))

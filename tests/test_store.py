@@ -43,3 +43,16 @@ def test_upsert_reports_what_it_did(store):
     assert stored.found_by == ["cites:38283399", "query:a"]
     assert stored.paper == paper
     assert store.papers(date(2026, 11, 11), None) == []
+
+
+def test_to_json_dict_is_asdict_without_the_cost():
+    """The content hash depends on it: every field, the same JSON as dataclasses.asdict."""
+    import json
+    from dataclasses import asdict
+
+    from conftest import fixture_bytes
+    from tracker.pubmed_xml import parse_efetch
+
+    for name in ("pubmed1.xml", "pubmed4.xml", "pubmed6.xml"):
+        for paper in parse_efetch(fixture_bytes(name)):
+            assert json.dumps(paper.to_json_dict(), sort_keys=True) == json.dumps(asdict(paper), sort_keys=True)

@@ -23,6 +23,8 @@ from tracker.lexicon import Lexicon
 from tracker.paper import Paper
 from tracker.profile import Profile
 from tracker.store import Store
+from tracker.templating import long_date
+from tracker.trials import OPEN_STATUSES, STATUS_LABELS, in_week
 
 STATUSES = ("draft", "approved", "sending", "sent")
 NEXT_STATUS = {"draft": "approved", "approved": "sending", "sending": "sent"}
@@ -383,9 +385,6 @@ class EditionBuilder:
     def _trials(self, monday: date, sunday: date) -> tuple[list[TrialItem], list[TrialItem]]:
         """Trials first posted, or newly recruiting, in the week; then others recruiting now.
         A trial whose criteria exclude patients after CAR-T is never shown."""
-        from tracker.templating import long_date
-        from tracker.trials import OPEN_STATUSES, STATUS_LABELS, in_week
-
         new, still_open = [], []
         rows = self.store.execute("SELECT * FROM trials WHERE excluded = 0 ORDER BY last_update DESC, nct").fetchall()
         for row in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tracker.markup import to_text
 
@@ -30,6 +30,10 @@ class Correction:
     kind: str
     pmid: str | None
     source: str | None
+
+
+SCALAR_FIELDS = ("pmid", "title", "doi", "pmcid", "journal", "journal_abbrev", "pub_date", "edat",
+                 "is_book", "is_preprint", "url", "published_doi")
 
 
 @dataclass
@@ -74,7 +78,17 @@ class Paper:
             correction.kind == "RetractionIn" for correction in self.corrections)
 
     def to_json_dict(self) -> dict:
-        return asdict(self)
+        """Every field as JSON-ready data: the same as dataclasses.asdict, at a fraction of its
+        cost (asdict deep-copies every value; a backfill calls this for every record)."""
+        data = {name: getattr(self, name) for name in SCALAR_FIELDS}
+        data.update(
+            abstract=[{"label": s.label, "category": s.category, "text": s.text} for s in self.abstract],
+            authors=list(self.authors), publication_types=list(self.publication_types),
+            mesh=[{"descriptor": h.descriptor, "ui": h.ui, "major": h.major,
+                   "qualifiers": [list(q) for q in h.qualifiers]} for h in self.mesh],
+            keywords=list(self.keywords), chemicals=list(self.chemicals), languages=list(self.languages),
+            corrections=[{"kind": c.kind, "pmid": c.pmid, "source": c.source} for c in self.corrections])
+        return data
 
     @classmethod
     def from_json_dict(cls, data: dict) -> "Paper":
@@ -86,7 +100,9 @@ class Paper:
         data["corrections"] = [Correction(**c) for c in data.get("corrections", [])]
         return cls(**data)
 
-    def content_hash(self) -> str:
-        """Fingerprint of everything PubMed can revise, so a re-fetch can tell `updated` apart."""
-        canonical = json.dumps(self.to_json_dict(), sort_keys=True, ensure_ascii=False)
+    def content_hash(self, record: dict | None = None) -> str:
+        """Fingerprint of everything PubMed can revise, so a re-fetch can tell `updated` apart.
+        `record`: this paper's to_json_dict(), when the caller has it already."""
+        canonical = json.dumps(record or self.to_json_dict(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+

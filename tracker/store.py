@@ -133,7 +133,8 @@ class Store:
         `transaction()` when writing a batch, so a batch is stored whole or not at all.
         """
         stamp = now.isoformat(timespec="seconds")
-        content_hash = paper.content_hash()
+        record = paper.to_json_dict()
+        content_hash = paper.content_hash(record)
         if paper.pmid:
             existing = self.connection.execute(
                 "SELECT id, content_hash FROM papers WHERE pmid = ?", (paper.pmid,)).fetchone()
@@ -143,7 +144,6 @@ class Store:
                 (paper.doi,)).fetchone()
         else:
             raise StoreError("a paper needs a PMID or a DOI to be stored")
-        record = paper.to_json_dict()
         values = {name: json.dumps(record[name], ensure_ascii=False) for name in PAPER_JSON_FIELDS}
         values.update(pmid=paper.pmid, doi=paper.doi, pmcid=paper.pmcid, title=paper.title,
                       journal=paper.journal, journal_abbrev=paper.journal_abbrev,
