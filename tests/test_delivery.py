@@ -366,3 +366,23 @@ def test_bodies_are_8bit_with_short_lines_and_base64_for_old_relays():
     assert [part["Content-Transfer-Encoding"] for part in seven.walk()][1:] == ["base64", "base64"]
     assert seven.get_body(("html",)).get_content() == parsed.get_body(("html",)).get_content()
     assert wrap_long_lines("short\nlines") == "short\nlines"
+
+
+def test_the_wire_bytes_read_back_exactly_with_the_email_package():
+    from subscribers.mailer import SMTP_POLICY
+
+    message = build_message(sender="digest@example.org", to="A@Example.org", to_name="Zoë Ünïcode",
+                            subject="Après CAR-T – " * 10, text="ligne 1\r\nligne 2\n" + "mot " * 500,
+                            html="<p>é</p>", now=NOW, headers={"List-Id": "<x.example.org>"})
+    for raw in (message.as_bytes(), message.as_bytes(policy=SMTP_POLICY)):
+        parsed = email.message_from_bytes(raw, policy=policy.default)
+        assert str(parsed["To"]) == "Zoë Ünïcode <a@example.org>"
+        assert parsed["Subject"] == ("Après CAR-T – " * 10).strip()
+        assert parsed["List-Id"] == "<x.example.org>" and parsed["MIME-Version"] == "1.0"
+        assert [part.get_content_type() for part in parsed.walk()] == \
+            ["multipart/alternative", "text/plain", "text/html"]
+        assert parsed.get_body(("html",)).get_content().strip() == "<p>é</p>"
+        plain = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        assert plain.startswith("ligne 1\nligne 2\n") and " ".join(plain.split()[4:]) == " ".join(["mot"] * 500)
+    crlf = message.as_bytes(policy=SMTP_POLICY)
+    assert b"\r\r" not in crlf and crlf.count(b"\r\n") == message.as_bytes().count(b"\n")
