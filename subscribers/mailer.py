@@ -316,21 +316,20 @@ class SmtpMailer:
         policy = code >= 500 and text.lstrip().startswith("5.7")
         return SendError(f"SMTP {code}: {text}", code=code, permanent=code >= 500, policy=policy)
 
-    def _drop(self) -> None:
+    def _drop(self, polite: bool = False) -> None:
+        """Forget the connection: after a failure just close it; when done, say QUIT first."""
         if self.connection is not None:
             try:
-                self.connection.close()
+                if polite:
+                    self.connection.quit()
+                else:
+                    self.connection.close()
             except (OSError, smtplib.SMTPException):
                 pass
             self.connection = None
 
     def close(self) -> None:
-        if self.connection is not None:
-            try:
-                self.connection.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
-            self.connection = None
+        self._drop(polite=True)
 
 
 def mailer_for(smtp_url: str | None, outbox: Path, timeout: float = 30.0) -> Mailer:
