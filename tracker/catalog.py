@@ -31,9 +31,10 @@ def paper_row(stored: StoredPaper, label: dict[str, Any] | None) -> dict[str, An
 
 def paper_rows(store: Store, since: date | None, until: date | None,
                relevance: set[str] | None = None) -> list[dict[str, Any]]:
-    labels = effective_labels(store)
+    papers = store.papers(since, until)
+    labels = effective_labels(store, [stored.id for stored in papers])
     rows = []
-    for stored in store.papers(since, until):
+    for stored in papers:
         row = paper_row(stored, labels.get(stored.id))
         if relevance is None or row["relevance"] in relevance:
             rows.append(row)

@@ -231,6 +231,7 @@ class EditionBuilder:
         self.profile = profile
         self.lexicon = lexicon
         self.labels = section_labels(lexicon)
+        self._statuses: dict[str, str] | None = None
 
     # status ---------------------------------------------------------------------------------
 
@@ -303,7 +304,8 @@ class EditionBuilder:
             "SELECT paper_id, kind, value FROM edition_changes WHERE edition_id = ?", (edition_id,))}
 
     def _arrange(self, edition_id: int, monday: date, sunday: date) -> tuple[list[Section], list[Item]]:
-        labels = effective_labels(self.store)
+        week = self.store.papers(monday, sunday)
+        labels = effective_labels(self.store, [stored.id for stored in week])
         changes = self._changes(edition_id)
         seeds = {seed.pmid: seed.label for seed in self.profile.seeds}
         queries = {query.name: query.label or query.name for query in self.profile.queries}
@@ -311,7 +313,7 @@ class EditionBuilder:
         sections = {key: Section(key, self.labels[key]) for key in order}
         excluded: list[Item] = []
         ranked: list[tuple[tuple, Item]] = []
-        for stored in self.store.papers(monday, sunday):
+        for stored in week:
             label = labels.get(stored.id) or {}
             relevance = label.get("relevance")
             therapies = label.get("therapies") or []
@@ -359,8 +361,8 @@ class EditionBuilder:
             retracted=paper.is_retracted, paper_id=paper_id, key=paper.key, preprint=paper.is_preprint)
 
     def _trial_statuses(self) -> dict[str, str]:
-        # Papers that name a tracked trial say how it stands.
-        if not hasattr(self, "_statuses"):
+        # Papers that name a tracked trial say how it stands (read once per builder).
+        if self._statuses is None:
             self._statuses = {row[0]: row[1] for row in self.store.execute("SELECT nct, status FROM trials")}
         return self._statuses
 
@@ -465,7 +467,7 @@ class EditionBuilder:
         if section not in self.labels:
             raise EditionError(f"unknown section '{section}'; choose from {', '.join(self.labels)}")
         paper_id = self._paper_id(pmid)
-        label = effective_labels(self.store).get(paper_id) or {}
+        label = effective_labels(self.store, [paper_id]).get(paper_id) or {}
         therapies = [key for key in (label.get("therapies") or []) if key != section]
         note = f"moved to {section} in edition {self.edition_row(edition_id)['week']}"
         if section == RELATED_SECTION:

@@ -21,7 +21,10 @@ from tracker.errors import CartdigestError, EutilsError
 from tracker.eutils import ESEARCH_LIMIT, EutilsClient
 from tracker.pubmed_xml import SearchResult
 from tracker.feeds import FeedReader, collect_feeds, configured_feeds, link_works
-from tracker.trials import trial_query
+from tracker.classify import Classifier
+from tracker.ctgov import CtgovClient
+from tracker.lexicon import build_lexicon
+from tracker.trials import refresh_trials, trial_query
 from tracker.profile import Profile
 from tracker.settings import Settings
 from tracker.store import Store, open_store
@@ -245,11 +248,6 @@ def refresh_tracked_trials(settings: Settings, store: Store, profile: Profile, q
                            report: FetchReport, now: datetime) -> None:
     """Refresh trials from ClinicalTrials.gov; a failure is reported, not fatal (PubMed's
     papers are stored already)."""
-    from tracker.classify import Classifier
-    from tracker.ctgov import CtgovClient
-    from tracker.lexicon import build_lexicon
-    from tracker.trials import refresh_trials
-
     client = CtgovClient(settings.ctgov_url, timeout=settings.request_timeout, max_retries=settings.max_retries)
     try:
         report.trials = refresh_trials(store, client, query, Classifier(build_lexicon(profile)), now)

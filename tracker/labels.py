@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tracker.classify import Classifier, Document
 from tracker.errors import CartdigestError
@@ -58,16 +58,19 @@ def classify_store(store: Store, classifier: Classifier, now: datetime,
     return report
 
 
-def effective_labels(store: Store) -> dict[int, dict[str, Any]]:
-    """Labels per paper id: the machine's, with every editor correction laid over it."""
+def effective_labels(store: Store, paper_ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
+    """Labels per paper id: the machine's, with every editor correction laid over it.
+    `paper_ids` limits the work to those papers (a week's, say) instead of the whole store."""
     labels: dict[int, dict[str, Any]] = {}
-    for row in store.execute("SELECT * FROM classifications"):
+    selected = "" if paper_ids is None else \
+        f" WHERE paper_id IN ({','.join(str(int(paper_id)) for paper_id in paper_ids) or 'NULL'})"
+    for row in store.execute(f"SELECT * FROM classifications{selected}"):
         labels[row["paper_id"]] = {"relevance": row["relevance"],
                                    "therapies": json.loads(row["therapies"]),
                                    "study_type": row["study_type"],
                                    "evidence": json.loads(row["evidence"]),
                                    "version": row["version"], "corrected": []}
-    for row in store.execute("SELECT * FROM corrections ORDER BY created_at"):
+    for row in store.execute(f"SELECT * FROM corrections{selected} ORDER BY created_at"):
         label = labels.setdefault(row["paper_id"], {"relevance": None, "therapies": [],
                                                     "study_type": None, "evidence": {},
                                                     "version": None, "corrected": []})

@@ -196,8 +196,10 @@ class Store:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.execute(f"SELECT * FROM papers {where} ORDER BY edat, pmid", parameters).fetchall()
         sources: dict[int, list[str]] = {}
+        # Only the selected papers' sources: a week's draft must not read the whole store.
         for paper_id, source in self.execute(
-                "SELECT paper_id, source FROM paper_sources ORDER BY source"):
+                f"SELECT paper_id, source FROM paper_sources WHERE paper_id IN "
+                f"(SELECT id FROM papers {where}) ORDER BY source", parameters):
             sources.setdefault(paper_id, []).append(source)
         return [StoredPaper(row["id"], self._paper_from_row(row), sources.get(row["id"], []),
                             row["first_seen"], row["updated_at"]) for row in rows]

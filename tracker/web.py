@@ -7,6 +7,7 @@ add`) or in the config (`editor_accounts`), with Werkzeug password hashes.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any, Callable
@@ -47,8 +48,6 @@ def editor_password_hash(settings: Settings, store: Store, name: str) -> str | N
 
 
 def job_runs(store: Store, limit: int) -> list[dict[str, Any]]:
-    import json
-
     runs = []
     for row in store.execute("SELECT * FROM job_runs ORDER BY id DESC LIMIT ?", (limit,)):
         run = dict(row)
