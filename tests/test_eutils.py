@@ -161,3 +161,17 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds("3") == 3.0
     assert retry_after_seconds("Fri, 20 Nov 2026 10:00:05 GMT", now=1_795_168_800.0) == 5.0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_the_api_key_never_appears_in_errors_or_logs(standin, caplog):
+    import logging
+
+    keyed = make_client(standin.url, api_key="SECRET-KEY-123", max_retries=1)
+    standin.fail("503", times=5)
+    with caplog.at_level(logging.DEBUG), pytest.raises(EutilsError) as raised:
+        keyed.esearch("x", *WEEK)
+    assert "SECRET-KEY-123" not in str(raised.value) and "SECRET-KEY-123" not in caplog.text
+    broken = make_client("http://127.0.0.1:9/bad url/", api_key="SECRET-KEY-123", max_retries=0)
+    with pytest.raises(EutilsError) as raised:
+        broken.esearch("x", *WEEK)
+    assert "SECRET-KEY-123" not in str(raised.value)

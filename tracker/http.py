@@ -100,7 +100,9 @@ class PoliteClient:
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
                 last_problem = f"connection failed ({error.__class__.__name__})"
             except requests.RequestException as error:
-                raise self.error(f"cannot call {url}: {error}; check {self.setting}") from None
+                # The exception's text can hold the full URL with its query, api_key included:
+                # name only its kind, so no secret reaches a log or a terminal.
+                raise self.error(f"cannot call {url} ({error.__class__.__name__}); check {self.setting}") from None
             else:
                 if response.status_code in RETRY_STATUSES:
                     last_problem = f"HTTP {response.status_code}"
