@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from datetime import timezone
@@ -21,6 +22,22 @@ from tracker.errors import CartdigestError, RetryableBodyError
 from tracker.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
+
+
+class RedactApiKeys(logging.Filter):
+    """urllib3 logs request URLs at DEBUG, query string and api_key included: mask the key
+    before any handler sees the record, so `--debug` never prints a secret."""
+
+    KEY = re.compile(r"(api_key=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "api_key=" in message:
+            record.msg, record.args = self.KEY.sub(r"\1***", message), ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(RedactApiKeys())
 
 T = TypeVar("T")
 RETRY_STATUSES = {429, 500, 502, 503, 504}
