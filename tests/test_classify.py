@@ -209,3 +209,23 @@ def test_evaluate_reports_precision_recall_and_the_misleading_evidence(classifie
                                                          "predicted": ["radiotherapy"]}
     assert miss["evidence"]["radiotherapy"][0]["term"] == "Radiotherapy"
     assert result.study_type["confusion"]["other"]["other"] == 1
+
+
+@pytest.mark.parametrize("title, abstract, relevance", [
+    ("Epcoritamab after CAR-T in large B-cell lymphoma: a multicenter analysis", "", "core"),
+    ("Survival of patients with LBCL who did not respond to CAR T-cell therapy", "", "core"),
+    ("Outcomes of CAR-T refractory large B-cell lymphoma", "", "core"),
+    ("Lack of response to CD19 CAR T cells in DLBCL: predictors and salvage", "", "core"),
+    ("Patients with B-NHL failing CD19 CAR-T: a national registry", "", "core"),
+    ("Tocilizumab and corticosteroids after CAR T-cell therapy in lymphoma", "Managing CRS after CAR-T.",
+     "off_topic"),
+    ("Outcomes after CAR T-cell therapy in older patients with large B-cell lymphoma",
+     "Survival after axi-cel in patients over 70.", "off_topic"),
+    ("Lymphodepleting chemotherapy intensity and CAR-T efficacy",
+     "Fludarabine and cyclophosphamide before CAR T-cell infusion.", "off_topic"),
+    ("Second-line axicabtagene ciloleucel versus standard care for LBCL",
+     "A randomised phase 3 trial of second-line axi-cel.", "off_topic"),
+])
+def test_other_ways_of_saying_it(classifier, title, abstract, relevance):
+    """Phrasings no rule was written from: what a reader of the digest would expect."""
+    assert classifier.classify(doc(title, abstract)).relevance == relevance
