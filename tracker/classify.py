@@ -176,6 +176,8 @@ class Classifier:
                 if scan.name == "title" and title_hits or scan.name != "title" and len(body_hits) >= 2:
                     continue   # this cue already counts all it can from this field
                 for match in pattern.finditer(scan.masked):
+                    if pattern.preceded_by and not self._therapy_just_before(scan, match.start(), pattern.within):
+                        continue
                     (title_hits if scan.name == "title" else body_hits).append((scan, match))
             contribution = (cue.title_weight if title_hits else 0) + cue.weight * min(len(body_hits), 2)
             if contribution:
@@ -199,6 +201,18 @@ class Classifier:
                             "snippet": "CAR-T is named, but not a relapse or failure after it"})
         evidence[relevance] = reasons
         return relevance, score
+
+    @staticmethod
+    def _therapy_just_before(scan: FieldScan, start: int, within: int) -> bool:
+        """A therapy term ends at most `within` characters before `start`, in the same sentence."""
+        for concept, hits in scan.hits.items():
+            if not concept.startswith("therapy:"):
+                continue
+            for hit in hits:
+                if start - within <= hit.end <= start and not any(
+                        mark in scan.text[hit.end:start] for mark in ".;:?!"):
+                    return True
+        return False
 
     def _disease(self, document: Document, scans: dict[str, FieldScan]) -> tuple[str, dict[str, Any] | None]:
         """'lymphoma' or 'other': the title decides when it names a disease, else the counts."""

@@ -208,6 +208,8 @@ class Pattern:
     word_start: bool
     triggers: frozenset[str] = frozenset()   # one of these must occur for the pattern to match
     excludes: re.Pattern[str] | None = None  # a match containing this is dropped ({GAP} patterns)
+    preceded_by: str | None = None           # "therapy": a therapy term must end just before
+    within: int = 60
 
     def can_match(self, present: set[str]) -> bool:
         """`present`: the triggers found in the field (TriggerIndex.present)."""
@@ -335,10 +337,16 @@ def literal_triggers(regex: str, minimum: int = 3) -> tuple[str, ...]:
     return tuple(sorted(set(found))) if found and all(len(text) >= minimum for text in found) else ()
 
 
-def _patterns(patterns: list[str], placeholders: dict[str, str], where: str,
+def _patterns(patterns: list[Any], placeholders: dict[str, str], where: str,
               gap_excludes: re.Pattern[str] | None = None) -> tuple[Pattern, ...]:
+    """Each entry is a regex, or a table {pattern = "...", preceded_by = "therapy", within = 60}
+    for a match that counts only right after a term of the therapy lexicon."""
     compiled = []
-    for pattern in patterns:
+    for entry in patterns:
+        options = entry if isinstance(entry, dict) else {}
+        pattern = options.get("pattern", entry)
+        if options.get("preceded_by") not in (None, "therapy"):
+            raise ProfileError(f"{where}: preceded_by can only be \"therapy\"")
         text = pattern
         for name, replacement in placeholders.items():
             text = text.replace("{" + name + "}", replacement)
@@ -351,7 +359,8 @@ def _patterns(patterns: list[str], placeholders: dict[str, str], where: str,
         except re.error as error:
             raise ProfileError(f"{where}: pattern {pattern!r} does not compile: {error}") from None
         compiled.append(Pattern(regex, "{CAR}" in pattern, word_start, frozenset(literal_triggers(source)),
-                                gap_excludes if "{GAP}" in pattern else None))
+                                gap_excludes if "{GAP}" in pattern else None,
+                                options.get("preceded_by"), int(options.get("within", 60))))
     return tuple(compiled)
 
 
