@@ -225,6 +225,15 @@ def test_evaluate_reports_precision_recall_and_the_misleading_evidence(classifie
      "Fludarabine and cyclophosphamide before CAR T-cell infusion.", "off_topic"),
     ("Second-line axicabtagene ciloleucel versus standard care for LBCL",
      "A randomised phase 3 trial of second-line axi-cel.", "off_topic"),
+    ("Nivolumab re-expands CAR T cells: two cases of relapsed DLBCL after tisagenlecleucel",
+     "We report two patients.", "core"),
+    ("Axicabtagene ciloleucel in relapsed LBCL after two or more lines",
+     "Patients with relapsed LBCL after two or more lines of therapy received axi-cel.", "off_topic"),
+    ("Liso-cel for relapsed or refractory LBCL: real-world outcomes",
+     "Patients with relapsed or refractory LBCL after at least two prior lines were treated with liso-cel.",
+     "off_topic"),
+    ("Epcoritamab in R/R LBCL", "Complete responses were 36% in patients previously given CAR T-cell therapy.",
+     "adjacent"),
 ])
 def test_other_ways_of_saying_it(classifier, title, abstract, relevance):
     """Phrasings no rule was written from: what a reader of the digest would expect."""
