@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.lexicon import (CAR, CAR_SENTINEL, LYMPHOMA, OTHER_DISEASE, Hit, Lexicon,
+from tracker.lexicon import (CAR, CAR_FILLER, CAR_SENTINEL, LYMPHOMA, OTHER_DISEASE, Hit, Lexicon,
                              TherapyRule, study_concept, therapy_concept)
 from tracker.paper import Paper
 
@@ -103,7 +103,7 @@ def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
         if hits.get(CAR):
             pieces, position = [], 0
             for hit in hits[CAR]:
-                pieces += [masked[position:hit.start], CAR_SENTINEL * (hit.end - hit.start)]
+                pieces += [masked[position:hit.start], CAR_SENTINEL + CAR_FILLER * (hit.end - hit.start - 1)]
                 position = hit.end
             masked = "".join(pieces) + masked[position:]
         scans[name] = FieldScan(name, text, hits, masked, lexicon.triggers.present(masked))

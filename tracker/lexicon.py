@@ -25,7 +25,10 @@ STUDY_TYPES = ("clinical_trial", "real_world", "review", "case_report", "preclin
 
 
 TOKEN = re.compile(r"[^\W_]+")
+# A CAR-T mention is masked as one start marker then filler, same length as the mention: a
+# pattern beginning with {CAR} is tried once per mention, not at every character of it.
 CAR_SENTINEL = "\x01"
+CAR_FILLER = "\x02"
 
 
 def _is_abbreviation(core: str) -> bool:
@@ -377,7 +380,7 @@ def build_lexicon(profile: Profile) -> Lexicon:
     words = data.get("relevance", {}).get("words", {})
     # CAR-T mentions are masked with same-length sentinels before relation patterns run, so
     # {CAR} is one cheap character class and match offsets still point into the original text.
-    placeholders = {"CAR": CAR_SENTINEL + "+", "FAIL": words.get("FAIL", r"\bfail\w*"),
+    placeholders = {"CAR": CAR_SENTINEL + CAR_FILLER + "*", "FAIL": words.get("FAIL", r"\bfail\w*"),
                     "GAP": words.get("GAP", r"[^.;]{0,60}?")}
     gap_excludes = _compile(lower_pattern(words["GAP_EXCLUDES"]), {}, f"{where}.relevance.words") \
         if words.get("GAP_EXCLUDES") else None
