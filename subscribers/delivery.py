@@ -113,6 +113,12 @@ def list_id(settings: Settings, profile_name: str) -> str:
     return f"<{profile_name}.{host}>"
 
 
+def personal_messages(builder: EditionBuilder, settings: Settings, edition_id: int, env) -> PersonalMessages:
+    """Each reader's copy of the edition, with their signed links and the list headers."""
+    return PersonalMessages(settings, builder.view(edition_id), env, Tokens(settings.require_secret_key()),
+                            list_id(settings, builder.profile.name))
+
+
 def send_edition(builder: EditionBuilder, readers: Readers, settings: Settings, edition_id: int,
                  make_mailer: Callable[[], Mailer], now: Callable[[], datetime], env, *,
                  sleep: Callable[[float], None] = time.sleep) -> SendReport:
@@ -132,9 +138,7 @@ def send_edition(builder: EditionBuilder, readers: Readers, settings: Settings, 
         return report
     if row["status"] == "approved":
         builder.set_status(edition_id, "sending", now())
-    view = builder.view(edition_id)
-    personal = PersonalMessages(settings, view, env, Tokens(settings.require_secret_key()),
-                                list_id(settings, builder.profile.name))
+    personal = personal_messages(builder, settings, edition_id, env)
     limiter = RateLimiter(settings.send_rate) if settings.send_rate else None
     store = builder.store
     logged = {r["reader_id"]: r["status"] for r in store.execute(
@@ -241,9 +245,7 @@ def _count(builder: EditionBuilder, edition_id: int, status: str) -> int:
 def dry_run(builder: EditionBuilder, readers: Readers, settings: Settings, edition_id: int,
             mailer: Mailer, now: Callable[[], datetime], env) -> int:
     """Write every confirmed reader's message (the outbox mailer) without touching the log."""
-    view = builder.view(edition_id)
-    personal = PersonalMessages(settings, view, env, Tokens(settings.require_secret_key()),
-                                list_id(settings, builder.profile.name))
+    personal = personal_messages(builder, settings, edition_id, env)
     count = 0
     for reader in readers.confirmed():
         mailer.send(personal.message(reader, now()))

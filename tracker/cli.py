@@ -170,7 +170,7 @@ def fetch(context: Context, since: date | None, until: date | None, as_json: boo
         report = run_fetch(context.settings, context.profile(), context.now(), since, until, progress)
     finally:
         finish()
-    for problem in report.feed_errors:
+    for problem in report.source_errors:
         click.echo(f"cartdigest: warning: {problem}", err=True)
     if as_json:
         emit_json(report.as_json())

@@ -62,7 +62,8 @@ class FetchReport:
     trials_error: str | None = None
 
     @property
-    def feed_errors(self) -> list[str]:
+    def source_errors(self) -> list[str]:
+        """What failed beside PubMed (feeds, the trials registry): reported, not fatal."""
         problems = [outcome.status for outcome in self.feeds if not outcome.ok]
         return problems + ([f"trials: {self.trials_error}"] if self.trials_error else [])
 
