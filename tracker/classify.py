@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.lexicon import (CAR, CAR_FILLER, CAR_SENTINEL, LYMPHOMA, OTHER_DISEASE, Hit, Lexicon,
-                             TherapyRule, study_concept, therapy_concept)
+from tracker.lexicon import (CAR, CAR_FILLER, CAR_SENTINEL, LYMPHOMA, OTHER_DISEASE, Hit, Lexicon, Pattern,
+                             TherapyRule, lower_same_length)
 from tracker.paper import Paper
 
 SNIPPET_CONTEXT = 60
@@ -85,7 +85,8 @@ class FieldScan:
     text: str
     hits: dict[str, list[Hit]]
     masked: str      # lower-cased, CAR-T mentions replaced by same-length sentinels
-    triggers: set[str] = field(default_factory=set)   # pattern triggers present in `masked`
+    # The patterns that can match here, with the offsets of their triggers (TriggerIndex.runnable).
+    runnable: dict[Pattern, list[list[int]]] = field(default_factory=dict)
 
     def evidence(self, start: int, end: int, **extra: Any) -> dict[str, Any]:
         return {"term": self.text[start:end].strip(), "field": self.name,
@@ -96,17 +97,17 @@ def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
     scans = {}
     for name in FIELDS:
         text = document.field_text(name)
-        hits = lexicon.index.scan(text) if text else {}
-        lower = text.lower()
-        # Some characters change length when lower-cased; offsets must stay those of `text`.
-        masked = lower if len(lower) == len(text) else text
-        if hits.get(CAR):
+        hits, starts = lexicon.index.scan_with_triggers(text) if text else ({}, {})
+        masked = lower_same_length(text)
+        if CAR in hits:
             pieces, position = [], 0
             for hit in hits[CAR]:
                 pieces += [masked[position:hit.start], CAR_SENTINEL + CAR_FILLER * (hit.end - hit.start - 1)]
                 position = hit.end
             masked = "".join(pieces) + masked[position:]
-        scans[name] = FieldScan(name, text, hits, masked, lexicon.triggers.present(masked))
+            starts[CAR_SENTINEL] = [hit.start for hit in hits[CAR]]
+        runnable = lexicon.triggers.runnable(starts, CAR in hits) if text else {}
+        scans[name] = FieldScan(name, text, hits, masked, runnable)
     return scans
 
 
@@ -159,32 +160,36 @@ class Classifier:
         else:
             reasons.append({"term": car_mesh[0], "field": "mesh", "snippet": car_mesh[0], "cue": "CAR-T named"})
 
-        score = 0.0
-        kinds: set[str] = set()
-        title = scans["title"]
-        for cue in lexicon.cues:
-            title_hits, body_hits = [], []
-            # A cue that counts only in titles need not read the abstract.
-            fields = scans.values() if cue.weight else (title,)
-            runs = [(pattern, scan) for pattern in cue.patterns for scan in fields]
-            if title.hits.get(CAR):
-                runs += [(pattern, title) for pattern in cue.title_patterns]
-            for pattern, scan in runs:
-                if not scan.text or (pattern.needs_car and CAR_SENTINEL not in scan.masked) \
-                        or not pattern.can_match(scan.triggers):
-                    continue
-                if scan.name == "title" and title_hits or scan.name != "title" and len(body_hits) >= 2:
+        # Each field runs only the patterns whose triggers it contains, in profile order; a cue
+        # counts its first title match and up to two matches in the abstract and keywords.
+        counted: list[tuple[list, list]] = [([], []) for _ in lexicon.cues]
+        roles = lexicon.cue_pattern_roles
+        title_names_car = CAR in scans["title"].hits
+        for scan in scans.values():
+            in_title = scan.name == "title"
+            for pattern in sorted((p for p in scan.runnable if p in roles), key=roles.__getitem__):
+                _, cue_index, title_only = roles[pattern]
+                cue = lexicon.cues[cue_index]
+                if title_only and not (in_title and title_names_car) or not (in_title or cue.weight):
+                    continue   # title patterns need CAR-T in the title; weight 0: titles only
+                found, wanted = (counted[cue_index][0], 1) if in_title else (counted[cue_index][1], 2)
+                if len(found) >= wanted:
                     continue   # this cue already counts all it can from this field
-                for match in pattern.finditer(scan.masked):
+                for match in pattern.finditer(scan.masked, scan.runnable[pattern]):
                     if pattern.preceded_by and not self._therapy_just_before(scan, match.start(), pattern.within):
                         continue
-                    (title_hits if scan.name == "title" else body_hits).append((scan, match))
-            contribution = (cue.title_weight if title_hits else 0) + cue.weight * min(len(body_hits), 2)
+                    found.append((scan, match))
+                    if len(found) >= wanted:
+                        break
+        score = 0.0
+        kinds: set[str] = set()
+        for cue, (title_hits, body_hits) in zip(lexicon.cues, counted):
+            contribution = (cue.title_weight if title_hits else 0) + cue.weight * len(body_hits)
             if contribution:
                 score += contribution
                 if contribution > 0:
                     kinds.add(cue.kind)
-                for scan, match in title_hits[:1] + body_hits[:2]:
+                for scan, match in title_hits + body_hits:
                     weight = cue.title_weight if scan.name == "title" else cue.weight
                     reasons.append(scan.evidence(match.start(), match.end(), cue=cue.name, weight=weight))
 
@@ -245,25 +250,31 @@ class Classifier:
     # -- therapies -----------------------------------------------------------------------------
 
     def _therapies(self, document: Document, scans: dict[str, FieldScan], evidence: dict) -> list[str]:
-        scored: list[tuple[float, int, str]] = []
-        for order, rule in enumerate(self.lexicon.therapies):
-            kept: list[dict[str, Any]] = []
-            score = 0.0
-            for scan in scans.values():
-                for hit in scan.hits.get(therapy_concept(rule.key), []):
+        lexicon = self.lexicon
+        scores: dict[int, float] = {}            # by the therapy's order in the profile
+        kept: dict[int, list[dict[str, Any]]] = {}
+        for scan in scans.values():
+            weight = 3 if scan.name == "title" else 1
+            for concept, hits in scan.hits.items():
+                therapy = lexicon.therapy_by_concept.get(concept)
+                if therapy is None:
+                    continue
+                order, rule = therapy
+                for hit in hits:
                     if self._ignored(rule, scan.text, hit):
                         continue
-                    score += 3 if scan.name == "title" else 1
-                    if len(kept) < 3:   # evidence: the first three mentions are enough
-                        kept.append(scan.evidence(hit.start, hit.end))
-            for heading in document.mesh:
-                if heading.lower() in rule.mesh:
-                    score += 2
-                    kept.append({"term": heading, "field": "mesh", "snippet": heading})
-            if score > 0:
-                scored.append((score, order, rule.key))
-                evidence[rule.key] = kept[:3]
-        return [key for _, _, key in sorted(scored, key=lambda item: (-item[0], item[1]))]
+                    scores[order] = scores.get(order, 0) + weight
+                    mentions = kept.setdefault(order, [])
+                    if len(mentions) < 3:   # evidence: the first three mentions are enough
+                        mentions.append(scan.evidence(hit.start, hit.end))
+        for heading in document.mesh:
+            for order, _ in lexicon.therapies_by_mesh.get(heading.lower(), ()):
+                scores[order] = scores.get(order, 0) + 2
+                kept.setdefault(order, []).append({"term": heading, "field": "mesh", "snippet": heading})
+        ranked = sorted(scores, key=lambda order: (-scores[order], order))
+        for order in ranked:
+            evidence[lexicon.therapies[order].key] = kept[order][:3]
+        return [lexicon.therapies[order].key for order in ranked]
 
     def _ignored(self, rule: TherapyRule, text: str, hit: Hit) -> bool:
         """A mention that belongs to another role: an excluded phrase, or after "first-line"."""
@@ -280,16 +291,19 @@ class Classifier:
         lexicon = self.lexicon
         scores: dict[str, float] = {}
         hits: dict[str, list[tuple[FieldScan, int, int]]] = {}
-        for kind in lexicon.study_patterns:
-            weight = lexicon.study_weights.get(kind, 1)
-            for scan in (scans["title"], scans["abstract"]):
-                found = [(hit.start, hit.end, hit.term.lower()) for hit in scan.hits.get(study_concept(kind), [])]
-                for pattern in lexicon.study_patterns[kind]:
-                    match = next(pattern.finditer(scan.masked), None) if pattern.can_match(scan.triggers) else None
-                    if match:
-                        found.append((match.start(), match.end(), pattern.regex.pattern))
-                if not found:
-                    continue
+        roles = lexicon.study_pattern_roles
+        for scan in (scans["title"], scans["abstract"]):
+            present: dict[str, list[tuple[int, int, str]]] = {}
+            for concept, concept_hits in scan.hits.items():
+                kind = lexicon.study_kind_by_concept.get(concept)
+                if kind is not None:
+                    present[kind] = [(hit.start, hit.end, hit.term.lower()) for hit in concept_hits]
+            for pattern in sorted((p for p in scan.runnable if p in roles), key=roles.__getitem__):
+                match = next(pattern.finditer(scan.masked, scan.runnable[pattern]), None)
+                if match:
+                    present.setdefault(roles[pattern][1], []).append((match.start(), match.end(), pattern.regex.pattern))
+            for kind, found in present.items():
+                weight = lexicon.study_weights.get(kind, 1)
                 distinct = {key: (start, end) for start, end, key in reversed(found)}
                 if scan.name == "title":
                     scores[kind] = scores.get(kind, 0) + TITLE_STUDY_WEIGHT * weight

@@ -10,7 +10,9 @@ import re
 import re._constants as re_constants
 import re._parser as re_parser
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from itertools import chain, repeat
+from operator import itemgetter
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import ahocorasick
 
@@ -61,9 +63,8 @@ class Term:
     length: int = 0   # > 0: a plain term whose whole-word key match is proof enough
 
 
-
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
+    """One term found in a field (a tuple: a document has dozens, made on the hot path)."""
     concept: str
     term: str      # the text as written in the field
     start: int
@@ -83,13 +84,19 @@ class _SpaceForNonAlnum(dict):
 _WORDS_ONLY = _SpaceForNonAlnum()
 
 
+def lower_same_length(text: str) -> str:
+    """Lower-cased, keeping every offset: the few characters that lengthen when lower-cased
+    ("İ") stay as they are."""
+    lower = text.lower()
+    if len(lower) != len(text):
+        lower = "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
+    return lower
+
+
 def normalise(text: str) -> str:
     """Lower-case with every non-word character a space, keeping offsets: the text that
     term keys are looked up in."""
-    lower = text.lower()
-    if len(lower) != len(text):   # a few characters lengthen when lower-cased
-        lower = "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
-    return lower.translate(_WORDS_ONLY)
+    return lower_same_length(text).translate(_WORDS_ONLY)
 
 
 class TermIndex:
@@ -103,6 +110,7 @@ class TermIndex:
 
     def __init__(self) -> None:
         self._keys: dict[str, list[Term]] = {}
+        self._triggers: dict[str, list[str]] = {}   # normalised trigger -> the patterns' triggers
         self._automaton: ahocorasick.Automaton | None = None
 
     def add(self, concept: str, terms: list[str], where: str) -> None:
@@ -122,70 +130,127 @@ class TermIndex:
             # Keys are padded with spaces so that only whole words match; a wildcard term
             # ("lymphoma*") is open at its end.
             key = " " + " ".join(words) + ("" if text.endswith("*") else " ")
-            self._keys.setdefault(key, []).append(term)
+            same_key = self._keys.setdefault(key, [])
+            # "CAR T cell*" and "CAR-T cell*" are one regex: confirming it once is enough.
+            if not any(other.concept == concept and other.regex.pattern == term.regex.pattern
+                       for other in same_key):
+                same_key.append(term)
+        self._automaton = None
+
+    def add_triggers(self, triggers: Iterable[str]) -> None:
+        """Relation-pattern triggers, found in the same pass as the terms (scan_with_triggers).
+
+        Looked up in the normalised text, so a trigger matches a little more than it says
+        ("third-line" also finds "third line"); the pattern itself then decides.
+        """
+        for trigger in triggers:
+            key = normalise(trigger)
+            if not key[:1].isalnum():
+                raise ValueError(f"trigger {trigger!r} must start with a letter or digit")
+            self._triggers.setdefault(key, []).append(trigger)
         self._automaton = None
 
     def _built(self) -> ahocorasick.Automaton:
         if self._automaton is None:
             automaton = ahocorasick.Automaton()
             for key, terms in self._keys.items():
-                automaton.add_word(key, (len(key), terms))
+                # The key starts with the space before the word, and the text is padded with one
+                # space, so the word starts in the text at (the key's end in padded) - back.
+                back = len(key) - 1
+                automaton.add_word(key, (back, tuple((term.concept, term.length, term.regex) for term in terms), ()))
+            for key, triggers in self._triggers.items():
+                # Term keys start with a space and triggers with a letter: no key is both.
+                automaton.add_word(key, (len(key), (), tuple(triggers)))
             automaton.make_automaton()
             self._automaton = automaton
         return self._automaton
 
     def scan(self, text: str) -> dict[str, list[Hit]]:
         """Non-overlapping hits per concept, longest term first at each position."""
-        if not self._keys:
-            return {}
+        return self.scan_with_triggers(text)[0]
+
+    def scan_with_triggers(self, text: str) -> tuple[dict[str, list[Hit]], dict[str, list[int]]]:
+        """The hits per concept (as scan), and where each trigger starts (ascending): one pass."""
+        if not self._keys and not self._triggers:
+            return {}, {}
         padded = " " + normalise(text) + " "
-        candidates: dict[int, list[Term]] = {}
-        for end, (length, terms) in self._built().iter(padded):
-            # The key starts with the space before the word, at end - length + 1 in `padded`;
-            # `padded` has one extra leading space, so the word starts there in `text`.
-            candidates.setdefault(end - length + 1, []).extend(terms)
+        candidates: list[tuple[int, tuple]] = []
+        starts: dict[str, list[int]] = {}
+        for end, (back, terms, triggers) in self._built().iter(padded):
+            if terms:
+                candidates.append((end - back, terms))
+            else:
+                for trigger in triggers:
+                    if trigger in starts:
+                        starts[trigger].append(end - back)
+                    else:
+                        starts[trigger] = [end - back]
+        # The automaton reports keys by where they end; sorting by start (stable) puts the
+        # keys that start at one offset together, shortest first.
+        candidates.sort(key=_FIRST)
         found: dict[str, list[Hit]] = {}
-        reached: dict[str, int] = {}
-        for start in sorted(candidates):
+        last: dict[str, Hit] = {}   # each concept's latest hit
+        for start, terms in candidates:
             # "B-ALL" is not "ALL", "R-ICE" not "ICE": no term starts after a one-letter prefix.
             if start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum() and \
                     (start == 2 or not text[start - 3].isalnum()):
                 continue
-            longest: dict[str, int] = {}   # concept -> end of its longest term here
-            for term in candidates[start]:
-                if start < reached.get(term.concept, 0):
-                    continue
-                if term.length:   # letters, digits, spaces and hyphens only: the key proved it
-                    end = start + term.length
+            for concept, length, regex in terms:
+                if length:   # letters, digits, spaces and hyphens only: the key proved it
+                    end = start + length
                 else:
-                    match = term.regex.match(text, start)
-                    if not match:
+                    match = regex.match(text, start)
+                    if match is None:
                         continue
                     end = match.end()
-                if end > longest.get(term.concept, 0):
-                    longest[term.concept] = end
-            for concept, end in longest.items():
-                found.setdefault(concept, []).append(Hit(concept, text[start:end], start, end))
-                reached[concept] = end
-        return found
+                previous = last.get(concept)
+                if previous is None:
+                    last[concept] = hit = Hit(concept, text[start:end], start, end)
+                    found[concept] = [hit]
+                elif previous.start == start:   # a longer term at the same place wins
+                    if end > previous.end:
+                        last[concept] = found[concept][-1] = Hit(concept, text[start:end], start, end)
+                elif start >= previous.end:
+                    last[concept] = hit = Hit(concept, text[start:end], start, end)
+                    found[concept].append(hit)
+        return found, starts
+
+
+_FIRST = itemgetter(0)
 
 
 class TriggerIndex:
-    """Which patterns' literal triggers occur in a field: one Aho-Corasick pass, instead of a
-    substring test per trigger per pattern."""
+    """Which relation patterns each literal trigger starts. The triggers themselves are found
+    by the TermIndex, in its one pass over a field; a pattern is then tried only where one of
+    its triggers starts, and not at all on a field without them."""
 
-    def __init__(self, triggers: Iterable[str]) -> None:
-        self.automaton = ahocorasick.Automaton()
-        for trigger in set(triggers):
-            self.automaton.add_word(trigger, trigger)
-        self.empty = len(self.automaton) == 0
-        if not self.empty:
-            self.automaton.make_automaton()
+    def __init__(self, patterns: Iterable[Pattern]) -> None:
+        self.by_trigger: dict[str, list[Pattern]] = {}
+        self.untriggered: list[Pattern] = []   # no known literal start: always run
+        for pattern in patterns:
+            for trigger in pattern.triggers:
+                self.by_trigger.setdefault(trigger, []).append(pattern)
+            if not pattern.triggers:
+                self.untriggered.append(pattern)
 
-    def present(self, lower_text: str) -> set[str]:
-        if self.empty or not lower_text:
-            return set()
-        return {trigger for _, trigger in self.automaton.iter(lower_text)}
+    @property
+    def words(self) -> list[str]:
+        """The triggers a TermIndex looks for (the CAR-T sentinel's offsets are the CAR-T hits)."""
+        return [trigger for trigger in self.by_trigger if trigger != CAR_SENTINEL]
+
+    def runnable(self, starts: dict[str, list[int]], names_car: bool) -> dict[Pattern, list[list[int]]]:
+        """The patterns worth running on a field whose triggers are `starts`, each with the
+        offsets of its triggers there ([] for a pattern without triggers: it scans the field)."""
+        patterns: dict[Pattern, list[list[int]]] = {pattern: [] for pattern in self.untriggered}
+        for trigger, offsets in starts.items():
+            for pattern in self.by_trigger[trigger]:
+                if pattern in patterns:
+                    patterns[pattern].append(offsets)
+                else:
+                    patterns[pattern] = [offsets]
+        if not names_car:
+            return {pattern: offsets for pattern, offsets in patterns.items() if not pattern.needs_car}
+        return patterns
 
 
 def lower_pattern(pattern: str) -> str:
@@ -197,29 +262,47 @@ def lower_pattern(pattern: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # hashed by identity: kept in per-field sets
 class Pattern:
     """A relation pattern, run on the lower-cased, CAR-masked text of a field.
 
-    Matching lower-case text without IGNORECASE, and checking a leading word boundary in
-    Python rather than in the regex, lets the engine skip ahead to its first literal
-    characters instead of trying the pattern at every position (~25x faster here).
+    Python's regex engine tries a pattern that begins with a choice of words at every position
+    of the text. Most patterns begin with literal triggers ("relaps", "after", the CAR-T
+    sentinel ...), so they are tried only where a trigger starts, as found by one automaton pass
+    for all patterns (TriggerIndex.find); the rest scan the text. A leading word boundary is
+    checked in Python, and matching lower-case text without IGNORECASE keeps the engine's
+    literal fast paths (benchmarks/classify.py measures the difference).
     `needs_car` patterns only run on fields that name CAR-T.
     """
     regex: re.Pattern[str]
     needs_car: bool
     word_start: bool
-    triggers: frozenset[str] = frozenset()   # one of these must occur for the pattern to match
+    triggers: frozenset[str] = frozenset()   # every match starts with one of these; empty: unknown
     excludes: re.Pattern[str] | None = None  # a match containing this is dropped ({GAP} patterns)
     preceded_by: str | None = None           # "therapy": a therapy term must end just before
     within: int = 60
+    line_start: bool = False                 # begins with ^: tried at the start of each line
 
-    def can_match(self, present: set[str]) -> bool:
-        """`present`: the triggers found in the field (TriggerIndex.present)."""
-        return not self.triggers or not self.triggers.isdisjoint(present)
-
-    def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        for match in self.regex.finditer(text):
+    def finditer(self, text: str, offsets: list[list[int]]) -> Iterator[re.Match[str]]:
+        """The non-overlapping matches, left to right, that begin a word (if the pattern asks)
+        and contain no excluded words. `offsets`: where the pattern's triggers start in `text`
+        (TriggerIndex.runnable)."""
+        if self.triggers:
+            # Several triggers may start at one offset ("escap", "escape"): a repeated offset
+            # finds the same match, which `reached` then skips.
+            positions = offsets[0] if len(offsets) == 1 else sorted(chain.from_iterable(offsets))
+        elif self.line_start:
+            positions = [0]
+            while (newline := text.find("\n", positions[-1])) >= 0:
+                positions.append(newline + 1)
+        else:
+            positions = None
+        matches = self.regex.finditer(text) if positions is None else \
+            filter(None, map(self.regex.match, repeat(text), positions))
+        reached = 0
+        for match in matches:
+            if match.start() < reached:
+                continue
             start = match.start()
             if self.word_start and start and (text[start - 1].isalnum() or text[start - 1] == "_"):
                 continue
@@ -227,6 +310,7 @@ class Pattern:
             # ("tempered" gap) costs far more than one search of a short span.
             if self.excludes is not None and self.excludes.search(match.group(0)):
                 continue
+            reached = max(match.end(), start + 1)
             yield match
 
 
@@ -270,6 +354,29 @@ class Lexicon:
     study_default: str
     triggers: TriggerIndex | None = None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Lookups the classifier makes per hit or heading, derived from the lists above.
+    therapy_by_concept: dict[str, tuple[int, TherapyRule]] = field(init=False, repr=False)
+    therapies_by_mesh: dict[str, list[tuple[int, TherapyRule]]] = field(init=False, repr=False)
+    study_kind_by_concept: dict[str, str] = field(init=False, repr=False)
+    study_pattern_roles: dict[Pattern, tuple[int, str]] = field(init=False, repr=False)
+    # Each relevance pattern: (its order in the profile, its cue's index, whether title-only).
+    cue_pattern_roles: dict[Pattern, tuple[int, int, bool]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.cue_pattern_roles = {}
+        for index, cue in enumerate(self.cues):
+            for title_only, patterns in ((False, cue.patterns), (True, cue.title_patterns)):
+                for pattern in patterns:
+                    self.cue_pattern_roles[pattern] = (len(self.cue_pattern_roles), index, title_only)
+        self.therapy_by_concept = {therapy_concept(rule.key): (order, rule)
+                                   for order, rule in enumerate(self.therapies)}
+        self.therapies_by_mesh = {}
+        for order, rule in enumerate(self.therapies):
+            for heading in rule.mesh:
+                self.therapies_by_mesh.setdefault(heading, []).append((order, rule))
+        self.study_kind_by_concept = {study_concept(kind): kind for kind in STUDY_TYPES}
+        self.study_pattern_roles = {pattern: (order, kind) for order, (kind, pattern) in enumerate(
+            (kind, pattern) for kind, patterns in self.study_patterns.items() for pattern in patterns)}
 
 
 # Concept names in the TermIndex.
@@ -307,8 +414,8 @@ def literal_triggers(regex: str, minimum: int = 3) -> tuple[str, ...]:
     """The literal strings one of which every match of `regex` must start with, if the regex
     begins with literals or a choice of literals ("(?:relaps|progress|fail)..."); else ().
 
-    Checking `trigger in text` is a C substring search, far cheaper than a regex pass, so a
-    pattern whose triggers are absent from a field is not run on it at all.
+    A pattern whose triggers are absent from a field is not run on it at all, and where they
+    are present it is tried only at their offsets.
     """
     try:
         parsed = list(re_parser.parse(regex))
@@ -334,10 +441,16 @@ def literal_triggers(regex: str, minimum: int = 3) -> tuple[str, ...]:
                     found.extend(branch)
                 return found
             break
-        return [literal] if len(literal) >= minimum else None
+        return [literal] if _selective(literal, minimum) else None
 
     found = prefixes(parsed)
-    return tuple(sorted(set(found))) if found and all(len(text) >= minimum for text in found) else ()
+    return tuple(sorted(set(found))) if found and all(_selective(text, minimum) for text in found) else ()
+
+
+def _selective(trigger: str, minimum: int) -> bool:
+    """Worth looking up: a few letters or digits first (what the TermIndex finds), or the CAR-T
+    sentinel (whose offsets are the CAR-T hits)."""
+    return trigger == CAR_SENTINEL or len(trigger) >= minimum and trigger[0].isalnum()
 
 
 def _patterns(patterns: list[Any], placeholders: dict[str, str], where: str,
@@ -363,7 +476,8 @@ def _patterns(patterns: list[Any], placeholders: dict[str, str], where: str,
             raise ProfileError(f"{where}: pattern {pattern!r} does not compile: {error}") from None
         compiled.append(Pattern(regex, "{CAR}" in pattern, word_start, frozenset(literal_triggers(source)),
                                 gap_excludes if "{GAP}" in pattern else None,
-                                options.get("preceded_by"), int(options.get("within", 60))))
+                                options.get("preceded_by"), int(options.get("within", 60)),
+                                line_start=source.startswith("^")))
     return tuple(compiled)
 
 
@@ -434,6 +548,8 @@ def build_lexicon(profile: Profile) -> Lexicon:
     ignore_words = _list(context, "ignore_after", where) or ["first-line"]
     every_pattern = [p for cue in cues for p in cue.patterns + cue.title_patterns] + \
         [p for patterns in study_patterns.values() for p in patterns]
+    triggers = TriggerIndex(every_pattern)
+    index.add_triggers(triggers.words)
     return Lexicon(
         version=str(data.get("version", "1")),
         sections=sections,
@@ -454,6 +570,6 @@ def build_lexicon(profile: Profile) -> Lexicon:
         study_weights=study_weights,
         study_priority=tuple(study.get("priority", STUDY_TYPES)),
         study_default=study.get("default", "real_world"),
-        triggers=TriggerIndex(trigger for p in every_pattern for trigger in p.triggers),
+        triggers=triggers,
         raw=data,
     )
