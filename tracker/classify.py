@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.lexicon import (CAR, CAR_FILLER, CAR_SENTINEL, LYMPHOMA, OTHER_DISEASE, Hit, Lexicon, Pattern,
-                             TherapyRule, lower_same_length)
+                             THERAPY_CONTEXT_TRIGGER, TherapyRule, lower_same_length)
 from tracker.paper import Paper
 
 SNIPPET_CONTEXT = 60
@@ -85,8 +85,14 @@ class FieldScan:
     text: str
     hits: dict[str, list[Hit]]
     masked: str      # lower-cased, CAR-T mentions replaced by same-length sentinels
-    # The patterns that can match here, with the offsets of their triggers (TriggerIndex.runnable).
+    # Where each trigger starts (TermIndex.scan_with_triggers), and the patterns that can match
+    # here with the offsets of their triggers (TriggerIndex.runnable).
+    starts: dict[str, list[int]] = field(default_factory=dict)
     runnable: dict[Pattern, list[list[int]]] = field(default_factory=dict)
+
+    def starts_between(self, trigger: str, low: int, high: int) -> bool:
+        """`trigger` starts somewhere in [low, high]."""
+        return any(low <= offset <= high for offset in self.starts.get(trigger, ()))
 
     def evidence(self, start: int, end: int, **extra: Any) -> dict[str, Any]:
         return {"term": self.text[start:end].strip(), "field": self.name,
@@ -107,7 +113,7 @@ def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
             masked = "".join(pieces) + masked[position:]
             starts[CAR_SENTINEL] = [hit.start for hit in hits[CAR]]
         runnable = lexicon.triggers.runnable(starts, CAR in hits) if text else {}
-        scans[name] = FieldScan(name, text, hits, masked, runnable)
+        scans[name] = FieldScan(name, text, hits, masked, starts, runnable)
     return scans
 
 
@@ -261,7 +267,7 @@ class Classifier:
                     continue
                 order, rule = therapy
                 for hit in hits:
-                    if self._ignored(rule, scan.text, hit):
+                    if self._ignored(rule, scan, hit):
                         continue
                     scores[order] = scores.get(order, 0) + weight
                     mentions = kept.setdefault(order, [])
@@ -276,14 +282,19 @@ class Classifier:
             evidence[lexicon.therapies[order].key] = kept[order][:3]
         return [lexicon.therapies[order].key for order in ranked]
 
-    def _ignored(self, rule: TherapyRule, text: str, hit: Hit) -> bool:
-        """A mention that belongs to another role: an excluded phrase, or after "first-line"."""
+    def _ignored(self, rule: TherapyRule, scan: FieldScan, hit: Hit) -> bool:
+        """A mention that belongs to another role: an excluded phrase, or after "first-line".
+        Each regex runs only when its words start within reach (the field's trigger offsets)."""
+        text = scan.text
         window_start = max(0, hit.start - self.lexicon.ignore_window)
-        for exclude in rule.exclude:
+        for exclude, trigger in zip(rule.exclude, rule.exclude_triggers):
+            if trigger is not None and not scan.starts_between(trigger, window_start, hit.start):
+                continue
             for excluded in exclude.finditer(text, window_start, min(len(text), hit.end + 40)):
                 if excluded.start() <= hit.start < excluded.end():
                     return True
-        return bool(self.lexicon.ignore_context.search(text, window_start, hit.start))
+        return scan.starts_between(THERAPY_CONTEXT_TRIGGER, window_start, hit.start - 1) and \
+            bool(self.lexicon.ignore_context.search(text, window_start, hit.start))
 
     # -- study type ----------------------------------------------------------------------------
 

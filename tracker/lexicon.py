@@ -137,27 +137,37 @@ class TermIndex:
                 same_key.append(term)
         self._automaton = None
 
-    def add_triggers(self, triggers: Iterable[str]) -> None:
-        """Relation-pattern triggers, found in the same pass as the terms (scan_with_triggers).
+    def add_triggers(self, triggers: Iterable[str], name: str | None = None) -> None:
+        """Literal triggers, found in the same pass as the terms (scan_with_triggers) and
+        reported under their own text or, for a group of them, under `name`.
 
         Looked up in the normalised text, so a trigger matches a little more than it says
-        ("third-line" also finds "third line"); the pattern itself then decides.
+        ("third-line" also finds "third line"); the regex it guards then decides.
         """
         for trigger in triggers:
             key = normalise(trigger)
             if not key[:1].isalnum():
                 raise ValueError(f"trigger {trigger!r} must start with a letter or digit")
-            self._triggers.setdefault(key, []).append(trigger)
+            names = self._triggers.setdefault(key, [])
+            if (name or trigger) not in names:
+                names.append(name or trigger)
         self._automaton = None
 
     def _built(self) -> ahocorasick.Automaton:
         if self._automaton is None:
             automaton = ahocorasick.Automaton()
+            bodies = {(term.concept, term.regex.pattern) for terms in self._keys.values() for term in terms}
             for key, terms in self._keys.items():
+                # "CAR-T" need not be tried where "CAR-T*" is: the wildcard matches all it does,
+                # as far or further, and the longer match wins.
+                needed = [term for term in terms if term.text.endswith("*")
+                          or (term.concept, term_body(term.text + "*")) not in bodies]
+                if not needed:
+                    continue
                 # The key starts with the space before the word, and the text is padded with one
                 # space, so the word starts in the text at (the key's end in padded) - back.
                 back = len(key) - 1
-                automaton.add_word(key, (back, tuple((term.concept, term.length, term.regex) for term in terms), ()))
+                automaton.add_word(key, (back, tuple((term.concept, term.length, term.regex) for term in needed), ()))
             for key, triggers in self._triggers.items():
                 # Term keys start with a space and triggers with a letter: no key is both.
                 automaton.add_word(key, (len(key), (), tuple(triggers)))
@@ -232,6 +242,14 @@ class TriggerIndex:
                 self.by_trigger.setdefault(trigger, []).append(pattern)
             if not pattern.triggers:
                 self.untriggered.append(pattern)
+        # A trigger that begins with another ("relapsed", "relaps") is looked up as the shorter
+        # one: its patterns are tried at a few more places, and the automaton reports one
+        # trigger where it reported three.
+        for trigger in sorted(self.by_trigger, key=len, reverse=True):
+            shorter = [other for other in self.by_trigger if other != trigger and trigger.startswith(other)]
+            if shorter:
+                into = self.by_trigger[min(shorter, key=len)]
+                into.extend(pattern for pattern in self.by_trigger.pop(trigger) if pattern not in into)
 
     @property
     def words(self) -> list[str]:
@@ -243,7 +261,7 @@ class TriggerIndex:
         offsets of its triggers there ([] for a pattern without triggers: it scans the field)."""
         patterns: dict[Pattern, list[list[int]]] = {pattern: [] for pattern in self.untriggered}
         for trigger, offsets in starts.items():
-            for pattern in self.by_trigger[trigger]:
+            for pattern in self.by_trigger.get(trigger, ()):
                 if pattern in patterns:
                     patterns[pattern].append(offsets)
                 else:
@@ -330,6 +348,18 @@ class TherapyRule:
     label: str
     mesh: frozenset[str]
     exclude: tuple[re.Pattern[str], ...] = ()
+    # Per exclude pattern, the name its literal triggers are found under in a field's trigger
+    # offsets, or None when it has no literal start (then it is always tried).
+    exclude_triggers: tuple[str | None, ...] = ()
+
+
+# Trigger names (not words) under which the TermIndex reports the therapy-context words and
+# each therapy's exclude patterns: one lookup tells whether any of them is in a field.
+THERAPY_CONTEXT_TRIGGER = "\x00therapy context"
+
+
+def exclude_trigger(key: str, number: int) -> str:
+    return f"\x00exclude {key} {number}"
 
 
 @dataclass
@@ -521,10 +551,18 @@ def build_lexicon(profile: Profile) -> Lexicon:
         rule_where = f"{where}.therapies.{key}"
         labels[key] = rule.get("label", key.replace("_", " ").capitalize())
         index.add(therapy_concept(key), _list(rule, "terms", rule_where), rule_where)
+        excludes = tuple(_compile(p, placeholders, rule_where) for p in _list(rule, "exclude", rule_where))
+        exclude_names: list[str | None] = []
+        for number, exclude in enumerate(excludes):
+            exclude_names.append(None)
+            words = literal_triggers(lower_pattern(exclude.pattern))
+            if words and all(word[0].isalnum() for word in words):
+                exclude_names[-1] = exclude_trigger(key, number)
+                index.add_triggers(words, exclude_names[-1])
         therapies.append(TherapyRule(
             key=key, label=labels[key],
             mesh=frozenset(term.lower() for term in _list(rule, "mesh", rule_where)),
-            exclude=tuple(_compile(p, placeholders, rule_where) for p in _list(rule, "exclude", rule_where))))
+            exclude=excludes, exclude_triggers=tuple(exclude_names)))
 
     disease = data.get("disease", {})
     index.add(LYMPHOMA, _list(disease, "lymphoma", where), f"{where}.disease.lymphoma")
@@ -546,6 +584,9 @@ def build_lexicon(profile: Profile) -> Lexicon:
 
     context = data.get("therapy_context", {})
     ignore_words = _list(context, "ignore_after", where) or ["first-line"]
+    if not all(isinstance(word, str) and normalise(word)[:1].isalnum() for word in ignore_words):
+        raise ProfileError(f"{where}.therapy_context: each ignore_after entry must start with a letter or digit")
+    index.add_triggers([word.lower() for word in ignore_words], THERAPY_CONTEXT_TRIGGER)
     every_pattern = [p for cue in cues for p in cue.patterns + cue.title_patterns] + \
         [p for patterns in study_patterns.values() for p in patterns]
     triggers = TriggerIndex(every_pattern)
