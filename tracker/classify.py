@@ -85,14 +85,14 @@ class FieldScan:
     text: str
     hits: dict[str, list[Hit]]
     masked: str      # lower-cased, CAR-T mentions replaced by same-length sentinels
-    # Where each trigger starts (TermIndex.scan_with_triggers), and the patterns that can match
-    # here with the offsets of their triggers (TriggerIndex.runnable).
-    starts: dict[str, list[int]] = field(default_factory=dict)
-    runnable: dict[Pattern, list[list[int]]] = field(default_factory=dict)
+    # Where the triggers of each relation pattern, and of each group of words, start: a pattern
+    # that is not here cannot match in this field (TermIndex.scan_with_triggers, completed by
+    # TriggerIndex.complete).
+    offsets: dict[Pattern | str, list[int]] = field(default_factory=dict)
 
-    def starts_between(self, trigger: str, low: int, high: int) -> bool:
-        """`trigger` starts somewhere in [low, high]."""
-        return any(low <= offset <= high for offset in self.starts.get(trigger, ()))
+    def starts_between(self, group: str, low: int, high: int) -> bool:
+        """A word of `group` starts somewhere in [low, high]."""
+        return any(low <= offset <= high for offset in self.offsets.get(group, ()))
 
     def evidence(self, start: int, end: int, **extra: Any) -> dict[str, Any]:
         return {"term": self.text[start:end].strip(), "field": self.name,
@@ -103,7 +103,7 @@ def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
     scans = {}
     for name in FIELDS:
         text = document.field_text(name)
-        hits, starts = lexicon.index.scan_with_triggers(text) if text else ({}, {})
+        hits, offsets = lexicon.index.scan_with_triggers(text) if text else ({}, {})
         masked = lower_same_length(text)
         if CAR in hits:
             pieces, position = [], 0
@@ -111,9 +111,9 @@ def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
                 pieces += [masked[position:hit.start], CAR_SENTINEL + CAR_FILLER * (hit.end - hit.start - 1)]
                 position = hit.end
             masked = "".join(pieces) + masked[position:]
-            starts[CAR_SENTINEL] = [hit.start for hit in hits[CAR]]
-        runnable = lexicon.triggers.runnable(starts, CAR in hits) if text else {}
-        scans[name] = FieldScan(name, text, hits, masked, starts, runnable)
+        if text:
+            lexicon.triggers.complete(offsets, [hit.start for hit in hits.get(CAR, ())])
+        scans[name] = FieldScan(name, text, hits, masked, offsets)
     return scans
 
 
@@ -173,7 +173,7 @@ class Classifier:
         title_names_car = CAR in scans["title"].hits
         for scan in scans.values():
             in_title = scan.name == "title"
-            for pattern in sorted((p for p in scan.runnable if p in roles), key=roles.__getitem__):
+            for pattern in sorted((p for p in scan.offsets if p in roles), key=roles.__getitem__):
                 _, cue_index, title_only = roles[pattern]
                 cue = lexicon.cues[cue_index]
                 if title_only and not (in_title and title_names_car) or not (in_title or cue.weight):
@@ -181,7 +181,7 @@ class Classifier:
                 found, wanted = (counted[cue_index][0], 1) if in_title else (counted[cue_index][1], 2)
                 if len(found) >= wanted:
                     continue   # this cue already counts all it can from this field
-                for match in pattern.finditer(scan.masked, scan.runnable[pattern]):
+                for match in pattern.matches(scan.masked, scan.offsets[pattern]):
                     if pattern.preceded_by and not self._therapy_just_before(scan, match.start(), pattern.within):
                         continue
                     found.append((scan, match))
@@ -299,43 +299,26 @@ class Classifier:
     # -- study type ----------------------------------------------------------------------------
 
     def _study_type(self, document: Document, scans: dict[str, FieldScan], evidence: dict) -> str:
+        """Publication types first (unless the title says it is a case report), then the text."""
         lexicon = self.lexicon
         scores: dict[str, float] = {}
         hits: dict[str, list[tuple[FieldScan, int, int]]] = {}
-        roles = lexicon.study_pattern_roles
-        for scan in (scans["title"], scans["abstract"]):
-            present: dict[str, list[tuple[int, int, str]]] = {}
-            for concept, concept_hits in scan.hits.items():
-                kind = lexicon.study_kind_by_concept.get(concept)
-                if kind is not None:
-                    present[kind] = [(hit.start, hit.end, hit.term.lower()) for hit in concept_hits]
-            for pattern in sorted((p for p in scan.runnable if p in roles), key=roles.__getitem__):
-                match = next(pattern.finditer(scan.masked, scan.runnable[pattern]), None)
-                if match:
-                    present.setdefault(roles[pattern][1], []).append((match.start(), match.end(), pattern.regex.pattern))
-            for kind, found in present.items():
-                weight = lexicon.study_weights.get(kind, 1)
-                distinct = {key: (start, end) for start, end, key in reversed(found)}
-                if scan.name == "title":
-                    scores[kind] = scores.get(kind, 0) + TITLE_STUDY_WEIGHT * weight
-                else:
-                    scores[kind] = scores.get(kind, 0) + weight * min(len(distinct), MAX_BODY_STUDY_CUES)
-                # Spans now; evidence is built for the winning kind only.
-                hits.setdefault(kind, []).extend((scan, start, end) for start, end in list(distinct.values())[:2])
-
-        publication_types = set(document.publication_types)
-        title_case = any(scan.name == "title" for scan, _, _ in hits.get("case_report", []))
-        if not title_case:
+        self._study_cues(scans["title"], scores, hits)
+        publication_kind, matched = None, set()
+        if "case_report" not in hits:   # a title that says "case" outranks the publication type
+            publication_types = set(document.publication_types)
             for kind in lexicon.study_priority:
                 matched = publication_types & lexicon.study_publication_types.get(kind, frozenset())
-                if not matched:
-                    continue
-                if kind == "other" and any(k != "other" for k in scores):
-                    break   # a letter that reports data is typed by its data
-                evidence[f"study_type:{kind}"] = [{"term": sorted(matched)[0],
-                                                   "field": "publication_type",
-                                                   "snippet": ", ".join(document.publication_types)}]
-                return kind
+                if matched:
+                    publication_kind = kind
+                    break
+        if publication_kind is None or publication_kind == "other":
+            self._study_cues(scans["abstract"], scores, hits)   # the abstract is read only if needed
+        # A letter or comment that reports data is typed by its data.
+        if publication_kind is not None and not (publication_kind == "other" and any(k != "other" for k in scores)):
+            evidence[f"study_type:{publication_kind}"] = [{"term": sorted(matched)[0], "field": "publication_type",
+                                                           "snippet": ", ".join(document.publication_types)}]
+            return publication_kind
         if not scores:
             evidence[f"study_type:{lexicon.study_default}"] = [
                 {"term": "no study-design cue", "field": "title, abstract",
@@ -345,6 +328,30 @@ class Classifier:
         best = min(scores, key=lambda kind: (-scores[kind], rank.get(kind, 99)))
         evidence[f"study_type:{best}"] = [scan.evidence(start, end) for scan, start, end in hits[best][:3]]
         return best
+
+    def _study_cues(self, scan: FieldScan, scores: dict[str, float],
+                    hits: dict[str, list[tuple[FieldScan, int, int]]]) -> None:
+        """Add one field's study-design cues (terms and patterns) to the scores and spans."""
+        lexicon = self.lexicon
+        roles = lexicon.study_pattern_roles
+        present: dict[str, list[tuple[int, int, str]]] = {}
+        for concept, concept_hits in scan.hits.items():
+            kind = lexicon.study_kind_by_concept.get(concept)
+            if kind is not None:
+                present[kind] = [(hit.start, hit.end, hit.term.lower()) for hit in concept_hits]
+        for pattern in sorted((p for p in scan.offsets if p in roles), key=roles.__getitem__):
+            match = next(iter(pattern.matches(scan.masked, scan.offsets[pattern])), None)
+            if match:
+                present.setdefault(roles[pattern][1], []).append((match.start(), match.end(), pattern.regex.pattern))
+        for kind, found in present.items():
+            weight = lexicon.study_weights.get(kind, 1)
+            distinct = {key: (start, end) for start, end, key in reversed(found)}
+            if scan.name == "title":
+                scores[kind] = scores.get(kind, 0) + TITLE_STUDY_WEIGHT * weight
+            else:
+                scores[kind] = scores.get(kind, 0) + weight * min(len(distinct), MAX_BODY_STUDY_CUES)
+            # Spans now; evidence is built for the winning kind only.
+            hits.setdefault(kind, []).extend((scan, start, end) for start, end in list(distinct.values())[:2])
 
 
 def classify_paper(classifier: Classifier, paper: Paper) -> Classification:

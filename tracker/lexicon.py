@@ -10,9 +10,8 @@ import re
 import re._constants as re_constants
 import re._parser as re_parser
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any, Iterable, Iterator, NamedTuple
+from itertools import repeat
+from typing import Any, Hashable, Iterable, NamedTuple
 
 import ahocorasick
 
@@ -110,7 +109,7 @@ class TermIndex:
 
     def __init__(self) -> None:
         self._keys: dict[str, list[Term]] = {}
-        self._triggers: dict[str, list[str]] = {}   # normalised trigger -> the patterns' triggers
+        self._triggers: dict[str, list[Hashable]] = {}   # normalised trigger -> what it triggers
         self._automaton: ahocorasick.Automaton | None = None
 
     def add(self, concept: str, terms: list[str], where: str) -> None:
@@ -137,9 +136,9 @@ class TermIndex:
                 same_key.append(term)
         self._automaton = None
 
-    def add_triggers(self, triggers: Iterable[str], name: str | None = None) -> None:
-        """Literal triggers, found in the same pass as the terms (scan_with_triggers) and
-        reported under their own text or, for a group of them, under `name`.
+    def add_triggers(self, triggers: Iterable[str], target: Hashable) -> None:
+        """Literal triggers, found in the same pass as the terms (scan_with_triggers): where one
+        starts is reported under `target` (a relation pattern, or the name of a group of words).
 
         Looked up in the normalised text, so a trigger matches a little more than it says
         ("third-line" also finds "third line"); the regex it guards then decides.
@@ -148,9 +147,9 @@ class TermIndex:
             key = normalise(trigger)
             if not key[:1].isalnum():
                 raise ValueError(f"trigger {trigger!r} must start with a letter or digit")
-            names = self._triggers.setdefault(key, [])
-            if (name or trigger) not in names:
-                names.append(name or trigger)
+            targets = self._triggers.setdefault(key, [])
+            if target not in targets:
+                targets.append(target)
         self._automaton = None
 
     def _built(self) -> ahocorasick.Automaton:
@@ -167,10 +166,11 @@ class TermIndex:
                 # The key starts with the space before the word, and the text is padded with one
                 # space, so the word starts in the text at (the key's end in padded) - back.
                 back = len(key) - 1
-                automaton.add_word(key, (back, tuple((term.concept, term.length, term.regex) for term in needed), ()))
-            for key, triggers in self._triggers.items():
+                automaton.add_word(key, (back, tuple((term.concept, term.length, term.regex, term.text.endswith("*"))
+                                                     for term in needed), ()))
+            for key, targets in self._triggers.items():
                 # Term keys start with a space and triggers with a letter: no key is both.
-                automaton.add_word(key, (len(key), (), tuple(triggers)))
+                automaton.add_word(key, (len(key), (), tuple(targets)))
             automaton.make_automaton()
             self._automaton = automaton
         return self._automaton
@@ -179,33 +179,40 @@ class TermIndex:
         """Non-overlapping hits per concept, longest term first at each position."""
         return self.scan_with_triggers(text)[0]
 
-    def scan_with_triggers(self, text: str) -> tuple[dict[str, list[Hit]], dict[str, list[int]]]:
-        """The hits per concept (as scan), and where each trigger starts (ascending): one pass."""
+    def scan_with_triggers(self, text: str) -> tuple[dict[str, list[Hit]], dict[Hashable, list[int]]]:
+        """The hits per concept (as scan), and for each trigger target the offsets where one of
+        its triggers starts (not necessarily in order): one pass over the text."""
         if not self._keys and not self._triggers:
             return {}, {}
         padded = " " + normalise(text) + " "
-        candidates: list[tuple[int, tuple]] = []
-        starts: dict[str, list[int]] = {}
-        for end, (back, terms, triggers) in self._built().iter(padded):
+        candidates: list[tuple[int, int, tuple]] = []
+        offsets: dict[Hashable, list[int]] = {}
+        for end, (back, terms, targets) in self._built().iter(padded):
             if terms:
-                candidates.append((end - back, terms))
+                candidates.append((end - back, -back, terms))
             else:
-                for trigger in triggers:
-                    if trigger in starts:
-                        starts[trigger].append(end - back)
+                for target in targets:
+                    if target in offsets:
+                        offsets[target].append(end - back)
                     else:
-                        starts[trigger] = [end - back]
-        # The automaton reports keys by where they end; sorting by start (stable) puts the
-        # keys that start at one offset together, shortest first.
-        candidates.sort(key=_FIRST)
+                        offsets[target] = [end - back]
+        # The automaton reports keys by where they end; sorted by start, and at one start the
+        # longest key first.
+        candidates.sort()
         found: dict[str, list[Hit]] = {}
         last: dict[str, Hit] = {}   # each concept's latest hit
-        for start, terms in candidates:
+        for start, _, terms in candidates:
             # "B-ALL" is not "ALL", "R-ICE" not "ICE": no term starts after a one-letter prefix.
             if start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum() and \
                     (start == 2 or not text[start - 3].isalnum()):
                 continue
-            for concept, length, regex in terms:
+            for concept, length, regex, wildcard in terms:
+                previous = last.get(concept)
+                if previous is not None:
+                    if previous.start != start and start < previous.end:
+                        continue   # inside this concept's previous hit
+                    if previous.start == start and not wildcard:
+                        continue   # a longer key matched here, and an exact term ends where its key does
                 if length:   # letters, digits, spaces and hyphens only: the key proved it
                     end = start + length
                 else:
@@ -213,35 +220,30 @@ class TermIndex:
                     if match is None:
                         continue
                     end = match.end()
-                previous = last.get(concept)
-                if previous is None:
+                if previous is None or previous.start != start:
                     last[concept] = hit = Hit(concept, text[start:end], start, end)
-                    found[concept] = [hit]
-                elif previous.start == start:   # a longer term at the same place wins
-                    if end > previous.end:
-                        last[concept] = found[concept][-1] = Hit(concept, text[start:end], start, end)
-                elif start >= previous.end:
-                    last[concept] = hit = Hit(concept, text[start:end], start, end)
-                    found[concept].append(hit)
-        return found, starts
-
-
-_FIRST = itemgetter(0)
+                    found.setdefault(concept, []).append(hit)
+                elif end > previous.end:   # a wildcard reaching further than the longer key
+                    last[concept] = found[concept][-1] = Hit(concept, text[start:end], start, end)
+        return found, offsets
 
 
 class TriggerIndex:
-    """Which relation patterns each literal trigger starts. The triggers themselves are found
-    by the TermIndex, in its one pass over a field; a pattern is then tried only where one of
-    its triggers starts, and not at all on a field without them."""
+    """Which relation patterns each literal trigger starts, registered in the TermIndex so that
+    its one pass over a field also says where each pattern can begin. A pattern is then tried
+    only there, and not at all on a field without its triggers."""
 
     def __init__(self, patterns: Iterable[Pattern]) -> None:
         self.by_trigger: dict[str, list[Pattern]] = {}
         self.untriggered: list[Pattern] = []   # no known literal start: always run
+        self.needs_car: list[Pattern] = []
         for pattern in patterns:
             for trigger in pattern.triggers:
                 self.by_trigger.setdefault(trigger, []).append(pattern)
             if not pattern.triggers:
                 self.untriggered.append(pattern)
+            if pattern.needs_car:
+                self.needs_car.append(pattern)
         # A trigger that begins with another ("relapsed", "relaps") is looked up as the shorter
         # one: its patterns are tried at a few more places, and the automaton reports one
         # trigger where it reported three.
@@ -250,25 +252,27 @@ class TriggerIndex:
             if shorter:
                 into = self.by_trigger[min(shorter, key=len)]
                 into.extend(pattern for pattern in self.by_trigger.pop(trigger) if pattern not in into)
+        # Patterns that begin with a CAR-T mention start where the CAR-T hits do.
+        self.car_led: list[Pattern] = self.by_trigger.pop(CAR_SENTINEL, [])
 
-    @property
-    def words(self) -> list[str]:
-        """The triggers a TermIndex looks for (the CAR-T sentinel's offsets are the CAR-T hits)."""
-        return [trigger for trigger in self.by_trigger if trigger != CAR_SENTINEL]
+    def register(self, index: TermIndex) -> None:
+        for trigger, patterns in self.by_trigger.items():
+            for pattern in patterns:
+                index.add_triggers([trigger], pattern)
 
-    def runnable(self, starts: dict[str, list[int]], names_car: bool) -> dict[Pattern, list[list[int]]]:
-        """The patterns worth running on a field whose triggers are `starts`, each with the
-        offsets of its triggers there ([] for a pattern without triggers: it scans the field)."""
-        patterns: dict[Pattern, list[list[int]]] = {pattern: [] for pattern in self.untriggered}
-        for trigger, offsets in starts.items():
-            for pattern in self.by_trigger.get(trigger, ()):
-                if pattern in patterns:
-                    patterns[pattern].append(offsets)
-                else:
-                    patterns[pattern] = [offsets]
-        if not names_car:
-            return {pattern: offsets for pattern, offsets in patterns.items() if not pattern.needs_car}
-        return patterns
+    def complete(self, offsets: dict[Hashable, list[int]], car_starts: list[int]) -> None:
+        """Finish a field's offsets (TermIndex.scan_with_triggers): CAR-led patterns start at the
+        CAR-T hits, patterns without triggers always run (offsets []), and patterns that need
+        CAR-T do not run on a field without it."""
+        if car_starts:
+            for pattern in self.car_led:
+                offsets[pattern] = offsets.get(pattern, []) + car_starts
+        else:
+            for pattern in self.needs_car:
+                offsets.pop(pattern, None)
+        for pattern in self.untriggered:
+            if car_starts or not pattern.needs_car:
+                offsets[pattern] = []
 
 
 def lower_pattern(pattern: str) -> str:
@@ -301,27 +305,32 @@ class Pattern:
     within: int = 60
     line_start: bool = False                 # begins with ^: tried at the start of each line
 
-    def finditer(self, text: str, offsets: list[list[int]]) -> Iterator[re.Match[str]]:
+    def matches(self, text: str, offsets: list[int]) -> list[re.Match[str]]:
         """The non-overlapping matches, left to right, that begin a word (if the pattern asks)
         and contain no excluded words. `offsets`: where the pattern's triggers start in `text`
-        (TriggerIndex.runnable)."""
+        (TermIndex.scan_with_triggers); unused for a pattern without triggers.
+
+        A list, not a generator: most calls find nothing, and that case stays in C.
+        """
         if self.triggers:
-            # Several triggers may start at one offset ("escap", "escape"): a repeated offset
-            # finds the same match, which `reached` then skips.
-            positions = offsets[0] if len(offsets) == 1 else sorted(chain.from_iterable(offsets))
+            # Should two triggers start at one offset, the repeated offset finds the same
+            # match, which `reached` then skips.
+            positions = offsets if len(offsets) == 1 else sorted(offsets)
         elif self.line_start:
             positions = [0]
             while (newline := text.find("\n", positions[-1])) >= 0:
                 positions.append(newline + 1)
         else:
             positions = None
-        matches = self.regex.finditer(text) if positions is None else \
-            filter(None, map(self.regex.match, repeat(text), positions))
-        reached = 0
-        for match in matches:
-            if match.start() < reached:
-                continue
+        candidates = list(self.regex.finditer(text)) if positions is None else \
+            list(filter(None, map(self.regex.match, repeat(text), positions)))
+        if not candidates:
+            return candidates
+        found, reached = [], 0
+        for match in candidates:
             start = match.start()
+            if start < reached:
+                continue
             if self.word_start and start and (text[start - 1].isalnum() or text[start - 1] == "_"):
                 continue
             # Checked on the match, not inside the regex: a lookahead at every gap character
@@ -329,7 +338,8 @@ class Pattern:
             if self.excludes is not None and self.excludes.search(match.group(0)):
                 continue
             reached = max(match.end(), start + 1)
-            yield match
+            found.append(match)
+        return found
 
 
 @dataclass(frozen=True)
@@ -524,7 +534,7 @@ def build_lexicon(profile: Profile) -> Lexicon:
     words = data.get("relevance", {}).get("words", {})
     # CAR-T mentions are masked with same-length sentinels before relation patterns run, so
     # {CAR} is one cheap character class and match offsets still point into the original text.
-    placeholders = {"CAR": CAR_SENTINEL + CAR_FILLER + "*", "FAIL": words.get("FAIL", r"\bfail\w*"),
+    placeholders = {"CAR": CAR_SENTINEL + CAR_FILLER + "*+", "FAIL": words.get("FAIL", r"\bfail\w*"),
                     "GAP": words.get("GAP", r"[^.;]{0,60}?")}
     gap_excludes = _compile(lower_pattern(words["GAP_EXCLUDES"]), {}, f"{where}.relevance.words") \
         if words.get("GAP_EXCLUDES") else None
@@ -590,7 +600,7 @@ def build_lexicon(profile: Profile) -> Lexicon:
     every_pattern = [p for cue in cues for p in cue.patterns + cue.title_patterns] + \
         [p for patterns in study_patterns.values() for p in patterns]
     triggers = TriggerIndex(every_pattern)
-    index.add_triggers(triggers.words)
+    triggers.register(index)
     return Lexicon(
         version=str(data.get("version", "1")),
         sections=sections,
