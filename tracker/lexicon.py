@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Hashable, Iterable, NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 
 from tracker.errors import ProfileError
 from tracker.profile import Profile
@@ -102,15 +102,17 @@ class TermIndex:
     """Every literal term of every concept, found in one pass over a field.
 
     Python's regex engine tries each alternative of a large alternation at every character,
-    so hundreds of terms cost hundreds of passes. Here an Aho-Corasick automaton (pyahocorasick,
-    in C) finds every whole-word key in one pass over the normalised text, and each candidate is
-    confirmed with its term's anchored regex (benchmarks/classify.py measures the difference).
+    so hundreds of terms cost hundreds of passes. Here an Aho-Corasick automaton (ahocorasick_rs,
+    in Rust) finds every whole-word key, and every relation-pattern trigger, in one pass over the
+    normalised text; each candidate that needs it is confirmed with its term's anchored regex
+    (benchmarks/classify.py measures the difference).
     """
 
     def __init__(self) -> None:
         self._keys: dict[str, list[Term]] = {}
         self._triggers: dict[str, list[Hashable]] = {}   # normalised trigger -> what it triggers
-        self._automaton: ahocorasick.Automaton | None = None
+        self._automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._payloads: list[tuple[tuple, tuple]] = []   # per automaton key: (terms, targets)
 
     def add(self, concept: str, terms: list[str], where: str) -> None:
         for text in terms:
@@ -152,27 +154,25 @@ class TermIndex:
                 targets.append(target)
         self._automaton = None
 
-    def _built(self) -> ahocorasick.Automaton:
+    def _built(self) -> ahocorasick_rs.AhoCorasick:
         if self._automaton is None:
-            automaton = ahocorasick.Automaton()
+            keys, self._payloads = [], []
             bodies = {(term.concept, term.regex.pattern) for terms in self._keys.values() for term in terms}
             for key, terms in self._keys.items():
                 # "CAR-T" need not be tried where "CAR-T*" is: the wildcard matches all it does,
                 # as far or further, and the longer match wins.
                 needed = [term for term in terms if term.text.endswith("*")
                           or (term.concept, term_body(term.text + "*")) not in bodies]
-                if not needed:
-                    continue
-                # The key starts with the space before the word, and the text is padded with one
-                # space, so the word starts in the text at (the key's end in padded) - back.
-                back = len(key) - 1
-                automaton.add_word(key, (back, tuple((term.concept, term.length, term.regex, term.text.endswith("*"))
-                                                     for term in needed), ()))
+                if needed:
+                    keys.append(key)
+                    self._payloads.append((tuple((term.concept, term.length, term.regex, term.text.endswith("*"))
+                                                 for term in needed), ()))
             for key, targets in self._triggers.items():
                 # Term keys start with a space and triggers with a letter: no key is both.
-                automaton.add_word(key, (len(key), (), tuple(targets)))
-            automaton.make_automaton()
-            self._automaton = automaton
+                keys.append(key)
+                self._payloads.append(((), tuple(targets)))
+            # A DFA: more memory (a few MB here), the fewest steps per character.
+            self._automaton = ahocorasick_rs.AhoCorasick(keys, implementation=ahocorasick_rs.Implementation.DFA)
         return self._automaton
 
     def scan(self, text: str) -> dict[str, list[Hit]]:
@@ -185,19 +185,22 @@ class TermIndex:
         if not self._keys and not self._triggers:
             return {}, {}
         padded = " " + normalise(text) + " "
+        automaton, payloads = self._built(), self._payloads
         candidates: list[tuple[int, int, tuple]] = []
         offsets: dict[Hashable, list[int]] = {}
-        for end, (back, terms, targets) in self._built().iter(padded):
+        # Offsets in `padded`: a term key starts with the space before its word, so the word
+        # starts in `text` where the key starts; a trigger starts one character earlier in `text`.
+        for number, start, end in automaton.find_matches_as_indexes(padded, overlapping=True):
+            terms, targets = payloads[number]
             if terms:
-                candidates.append((end - back, -back, terms))
+                candidates.append((start, start - end, terms))
             else:
                 for target in targets:
                     if target in offsets:
-                        offsets[target].append(end - back)
+                        offsets[target].append(start - 1)
                     else:
-                        offsets[target] = [end - back]
-        # The automaton reports keys by where they end; sorted by start, and at one start the
-        # longest key first.
+                        offsets[target] = [start - 1]
+        # By start, and at one start the longest key first.
         candidates.sort()
         found: dict[str, list[Hit]] = {}
         last: dict[str, Hit] = {}   # each concept's latest hit
