@@ -285,3 +285,11 @@ def test_patterns_tried_only_at_their_triggers_find_what_every_offset_finds(clas
             assert fast == slow, (pattern.regex.pattern, text)
             checked += bool(slow)
     assert checked > 30   # the texts do exercise the patterns
+
+
+def test_the_ascii_shortcut_normalises_as_the_general_path_does():
+    from tracker.lexicon import normalise
+    ascii_text = "".join(chr(code) for code in range(128)) + " CAR-T_cells, R-ICE; B-ALL (n=12)"
+    # A non-ASCII character sends the text down the general path.
+    assert normalise(ascii_text) == normalise(ascii_text + "é")[:len(ascii_text)]
+    assert normalise("CAR-T_cells") == "car t cells"

@@ -169,19 +169,20 @@ class Classifier:
         # Each field runs only the patterns whose triggers it contains, in profile order; a cue
         # counts its first title match and up to two matches in the abstract and keywords.
         counted: list[tuple[list, list]] = [([], []) for _ in lexicon.cues]
-        roles = lexicon.cue_pattern_roles
-        title_names_car = CAR in scans["title"].hits
         for scan in scans.values():
-            in_title = scan.name == "title"
-            for pattern in sorted((p for p in scan.offsets if p in roles), key=roles.__getitem__):
-                _, cue_index, title_only = roles[pattern]
-                cue = lexicon.cues[cue_index]
-                if title_only and not (in_title and title_names_car) or not (in_title or cue.weight):
-                    continue   # title patterns need CAR-T in the title; weight 0: titles only
-                found, wanted = (counted[cue_index][0], 1) if in_title else (counted[cue_index][1], 2)
+            if scan.name == "title":
+                runs = lexicon.title_runs_with_car if CAR in scan.hits else lexicon.title_runs
+                slot, wanted = 0, 1
+            else:
+                runs, slot, wanted = lexicon.body_runs, 1, 2
+            for pattern, cue_index in runs:
+                offsets = scan.offsets.get(pattern)
+                if offsets is None:
+                    continue   # its triggers are not in this field
+                found = counted[cue_index][slot]
                 if len(found) >= wanted:
                     continue   # this cue already counts all it can from this field
-                for match in pattern.matches(scan.masked, scan.offsets[pattern]):
+                for match in pattern.matches(scan.masked, offsets):
                     if pattern.preceded_by and not self._therapy_just_before(scan, match.start(), pattern.within):
                         continue
                     found.append((scan, match))
@@ -333,16 +334,16 @@ class Classifier:
                     hits: dict[str, list[tuple[FieldScan, int, int]]]) -> None:
         """Add one field's study-design cues (terms and patterns) to the scores and spans."""
         lexicon = self.lexicon
-        roles = lexicon.study_pattern_roles
         present: dict[str, list[tuple[int, int, str]]] = {}
         for concept, concept_hits in scan.hits.items():
             kind = lexicon.study_kind_by_concept.get(concept)
             if kind is not None:
                 present[kind] = [(hit.start, hit.end, hit.term.lower()) for hit in concept_hits]
-        for pattern in sorted((p for p in scan.offsets if p in roles), key=roles.__getitem__):
-            match = next(iter(pattern.matches(scan.masked, scan.offsets[pattern])), None)
+        for pattern, kind in lexicon.study_runs:
+            offsets = scan.offsets.get(pattern)
+            match = None if offsets is None else next(iter(pattern.matches(scan.masked, offsets)), None)
             if match:
-                present.setdefault(roles[pattern][1], []).append((match.start(), match.end(), pattern.regex.pattern))
+                present.setdefault(kind, []).append((match.start(), match.end(), pattern.regex.pattern))
         for kind, found in present.items():
             weight = lexicon.study_weights.get(kind, 1)
             distinct = {key: (start, end) for start, end, key in reversed(found)}

@@ -92,9 +92,17 @@ def lower_same_length(text: str) -> str:
     return lower
 
 
+# The same mapping for ASCII text (most titles and abstracts), as a bytes table: bytes.translate
+# is one C loop, where str.translate looks characters up in the dict.
+_ASCII_WORDS_ONLY = bytes(ord(chr(code).lower()) if chr(code).isalnum() else 32 for code in range(128)) \
+    + bytes(range(128, 256))
+
+
 def normalise(text: str) -> str:
     """Lower-case with every non-word character a space, keeping offsets: the text that
     term keys are looked up in."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORDS_ONLY).decode("ascii")
     return lower_same_length(text).translate(_WORDS_ONLY)
 
 
@@ -401,16 +409,23 @@ class Lexicon:
     therapy_by_concept: dict[str, tuple[int, TherapyRule]] = field(init=False, repr=False)
     therapies_by_mesh: dict[str, list[tuple[int, TherapyRule]]] = field(init=False, repr=False)
     study_kind_by_concept: dict[str, str] = field(init=False, repr=False)
-    study_pattern_roles: dict[Pattern, tuple[int, str]] = field(init=False, repr=False)
-    # Each relevance pattern: (its order in the profile, its cue's index, whether title-only).
-    cue_pattern_roles: dict[Pattern, tuple[int, int, bool]] = field(init=False, repr=False)
+    # The relevance patterns to try on a field, in profile order, each with its cue's index: on
+    # a title (with the title-only patterns when the title names CAR-T), and on the abstract or
+    # keywords (cues of weight 0 count in titles only).
+    title_runs: tuple[tuple[Pattern, int], ...] = field(init=False, repr=False)
+    title_runs_with_car: tuple[tuple[Pattern, int], ...] = field(init=False, repr=False)
+    body_runs: tuple[tuple[Pattern, int], ...] = field(init=False, repr=False)
+    study_runs: tuple[tuple[Pattern, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.cue_pattern_roles = {}
-        for index, cue in enumerate(self.cues):
-            for title_only, patterns in ((False, cue.patterns), (True, cue.title_patterns)):
-                for pattern in patterns:
-                    self.cue_pattern_roles[pattern] = (len(self.cue_pattern_roles), index, title_only)
+        self.title_runs = tuple((pattern, index) for index, cue in enumerate(self.cues) for pattern in cue.patterns)
+        self.title_runs_with_car = tuple(
+            (pattern, index) for index, cue in enumerate(self.cues)
+            for pattern in cue.patterns + cue.title_patterns)
+        self.body_runs = tuple((pattern, index) for index, cue in enumerate(self.cues) if cue.weight
+                               for pattern in cue.patterns)
+        self.study_runs = tuple((pattern, kind) for kind, patterns in self.study_patterns.items()
+                                for pattern in patterns)
         self.therapy_by_concept = {therapy_concept(rule.key): (order, rule)
                                    for order, rule in enumerate(self.therapies)}
         self.therapies_by_mesh = {}
@@ -418,8 +433,6 @@ class Lexicon:
             for heading in rule.mesh:
                 self.therapies_by_mesh.setdefault(heading, []).append((order, rule))
         self.study_kind_by_concept = {study_concept(kind): kind for kind in STUDY_TYPES}
-        self.study_pattern_roles = {pattern: (order, kind) for order, (kind, pattern) in enumerate(
-            (kind, pattern) for kind, patterns in self.study_patterns.items() for pattern in patterns)}
 
 
 # Concept names in the TermIndex.
