@@ -6,9 +6,9 @@ search per lexicon term per field, with no evidence and no relation rules, i.e. 
 
     python benchmarks/classify.py [--records 5000] [--repeat 3] [--gold ../shared/gold/dev.jsonl]
 
-Each approach is timed --repeat times and the best run is reported (as timeit does: slower
-runs are other processes' interference; this machine's speed varies by a third from minute
-to minute), with the median beside it. The naive approach is ~30x slower, so it is timed on
+Each approach is timed --repeat times, taking turns, and the best run is reported (as timeit
+does: slower runs are other processes' interference; this machine's speed varies by a third
+from minute to minute), with the median beside it. The naive approach is ~30x slower, so it is timed on
 at most --naive-records records; records per second compare either way.
 """
 
@@ -58,13 +58,15 @@ def naive_classify(patterns: list[re.Pattern[str]], document: Document) -> int:
     return found
 
 
-def timings(work: Callable[[], object], repeat: int) -> list[float]:
-    """Seconds for each of `repeat` runs of `work`."""
-    seconds = []
+def timings(works: list[Callable[[], object]], repeat: int) -> list[list[float]]:
+    """Seconds for each of `repeat` runs of each work, the works taking turns so that a slow
+    spell on the machine falls on both."""
+    seconds: list[list[float]] = [[] for _ in works]
     for _ in range(max(1, repeat)):
-        started = time.perf_counter()
-        work()
-        seconds.append(time.perf_counter() - started)
+        for work, times in zip(works, seconds):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
     return seconds
 
 
@@ -82,9 +84,10 @@ def main() -> int:
 
     classifier.classify(docs[0])  # warm the regex engine's caches for both
     naive_classify(patterns, docs[0])
-    ours = timings(lambda: [classifier.classify(document) for document in docs], arguments.repeat)
     naive_docs = docs[:arguments.naive_records]
-    naive = timings(lambda: [naive_classify(patterns, document) for document in naive_docs], arguments.repeat)
+    ours, naive = timings([lambda: [classifier.classify(document) for document in docs],
+                           lambda: [naive_classify(patterns, document) for document in naive_docs]],
+                          arguments.repeat)
     ours_rate = [len(docs) / seconds for seconds in ours]
     naive_rate = [len(naive_docs) / seconds for seconds in naive]
 

@@ -78,7 +78,7 @@ def snippet(text: str, start: int, end: int, context: int = SNIPPET_CONTEXT) -> 
     return ("…" if left > 0 else "") + text[left:right].strip() + ("…" if right < len(text) else "")
 
 
-@dataclass
+@dataclass(slots=True)
 class FieldScan:
     """One field of a document, scanned once: its term hits and its CAR-T-masked text."""
     name: str
@@ -92,11 +92,20 @@ class FieldScan:
 
     def starts_between(self, group: str, low: int, high: int) -> bool:
         """A word of `group` starts somewhere in [low, high]."""
-        return any(low <= offset <= high for offset in self.offsets.get(group, ()))
+        for offset in self.offsets.get(group, ()):
+            if low <= offset <= high:
+                return True
+        return False
 
-    def evidence(self, start: int, end: int, **extra: Any) -> dict[str, Any]:
-        return {"term": self.text[start:end].strip(), "field": self.name,
-                "snippet": snippet(self.text, start, end), **extra}
+    def evidence(self, start: int, end: int, cue: str | None = None, weight: int | None = None) -> dict[str, Any]:
+        """The term, the field and a snippet around it; for a relevance cue, its name and weight."""
+        found = {"term": self.text[start:end].strip(), "field": self.name,
+                 "snippet": snippet(self.text, start, end)}
+        if cue is not None:
+            found["cue"] = cue
+        if weight is not None:
+            found["weight"] = weight
+        return found
 
 
 def scan_document(document: Document, lexicon: Lexicon) -> dict[str, FieldScan]:
