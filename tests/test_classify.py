@@ -234,6 +234,10 @@ def test_evaluate_reports_precision_recall_and_the_misleading_evidence(classifie
      "off_topic"),
     ("Epcoritamab in R/R LBCL", "Complete responses were 36% in patients previously given CAR T-cell therapy.",
      "adjacent"),
+    ("Second primary malignancies after CAR T-cell therapy: a pharmacovigilance study",
+     "Reports of secondary cancers, including T-cell lymphoma, after CAR-T were analysed.", "off_topic"),
+    ("A second CD19 CAR T-cell infusion for DLBCL that relapsed",
+     "Fourteen patients with lymphoma received a second infusion of the same product.", "core"),
 ])
 def test_other_ways_of_saying_it(classifier, title, abstract, relevance):
     """Phrasings no rule was written from: what a reader of the digest would expect."""
