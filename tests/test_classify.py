@@ -51,6 +51,17 @@ def test_brand_names_and_development_codes(classifier):
                                      "immunomodulatory_targeted"}
 
 
+@pytest.mark.parametrize("therapy, agent", [
+    ("immunomodulatory_targeted", "CC-99282"), ("immunomodulatory_targeted", "duvelisib"),
+    ("immunomodulatory_targeted", "magrolimab"), ("cell_therapy", "CD79b CAR T cells"),
+    ("cell_therapy", "cema-cel"), ("chemotherapy", "CHOP"),
+])
+def test_newer_agents_codes_and_other_target_cars(classifier, therapy, agent):
+    result = classifier.classify(doc("Outcomes of LBCL relapsing after CAR-T",
+                                     f"After CAR T-cell failure, patients were treated with {agent}."))
+    assert result.therapies == [therapy]
+
+
 def test_bridging_before_car_t_is_off_topic(classifier):
     result = classifier.classify(doc(
         "Bridging chemotherapy with polatuzumab before CAR T-cell infusion",
