@@ -162,6 +162,14 @@ def test_feeds_in_a_cli_fetch_and_papers_json(feeds, standin, tmp_path, monkeypa
     assert "feed '127.0.0.1/missing.xml' answered HTTP 404" in result.stderr
     document = json.loads(result.stdout)
     assert [f["status"] for f in document["feeds"]] == ["ok", document["feeds"][1]["status"]]
+    # The run's own record keeps the feeds' lines too, the dead one with its warning.
+    from tracker.settings import DATABASE_FILENAME
+    from tracker.store import open_store
+    with open_store(tmp_path / "data", tmp_path / "data" / DATABASE_FILENAME) as store:
+        [run] = store.fetch_runs()
+    feed_lines = {entry["source"]: entry for entry in run["searches"] if entry["source"].startswith("feed:")}
+    assert feed_lines["feed:127.0.0.1/medrxiv.rdf"]["count"] >= 1
+    assert "HTTP 404" in " ".join(feed_lines["feed:127.0.0.1/missing.xml"]["warnings"])
     runner.invoke(cli, ["classify"])
     row, _atlas = [json.loads(line) for line in runner.invoke(cli, ["papers", "--json"]).stdout.splitlines()]
     assert row["pmid"] is None and row["doi"] == "10.1101/2026.11.10.26300001" and row["preprint"]

@@ -171,3 +171,20 @@ def test_the_run_log_is_shown_to_editors(site, week_store):
     page = client.get("/editor/editions").text
     assert "fetch failed: esearch.fcgi failed 7 times (last: HTTP 503)" in page
     assert "query:car-t-failure-lymphoma (2026-11-09 – 2026-11-16): 6" in page
+
+
+def test_the_search_log_shows_a_dead_feed_on_the_editions_page(site, week_store):
+    from datetime import date
+    app, _, _ = site
+    run_id = week_store.start_fetch_run(date(2026, 11, 9), date(2026, 11, 15), NOW)
+    week_store.finish_fetch_run(run_id, "complete", NOW, requests=3, found=2, new=2, updated=0,
+                                searches=[{"source": "query:main", "term": "t", "since": "2026-11-09",
+                                           "until": "2026-11-15", "count": 2, "warnings": []}])
+    week_store.add_fetch_run_searches(run_id, [{"source": "feed:journal", "term": "https://j.example/rss",
+                                                "since": "", "until": "", "count": 0,
+                                                "warnings": ["answered HTTP 404 <b>gone</b>"]}])
+    client = app.test_client()
+    log_in(client)
+    page = client.get("/editor/editions").text
+    assert "2 searches" in page and "1 with problems" in page
+    assert "feed:journal: 0" in page and "answered HTTP 404 &lt;b&gt;gone&lt;/b&gt;" in page

@@ -228,6 +228,7 @@ def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date |
                                     settings.first_run_days, cover_from)
             report = fetch_window(store, client, profile, *window, now, batch_size=settings.batch_size,
                                   progress=progress)
+            pubmed_searches = len(report.searches)
             feeds = configured_feeds(profile.feeds, settings.feeds)
             if feeds:
                 # A dead feed is reported by name and skipped; PubMed's window is already stored.
@@ -240,6 +241,8 @@ def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date |
             query = trial_query(profile)
             if settings.trials and query is not None:
                 refresh_tracked_trials(settings, store, profile, query, report, now)
+            if report.run_id is not None and len(report.searches) > pubmed_searches:
+                store.add_fetch_run_searches(report.run_id, [vars(entry) for entry in report.searches[pubmed_searches:]])
             return report
     finally:
         client.close()

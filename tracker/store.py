@@ -248,6 +248,15 @@ class Store:
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (WATERMARK_KEY, watermark.isoformat()))
 
+    def add_fetch_run_searches(self, run_id: int, searches: list[dict]) -> None:
+        """Add lines to a closed run's search log: the feeds and the trial registry are read
+        after PubMed's window is stored (and its run closed), and belong to the same run."""
+        with self.transaction():
+            row = self.connection.execute("SELECT searches FROM fetch_runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None:
+                self.connection.execute("UPDATE fetch_runs SET searches = ? WHERE id = ?",
+                                        (json.dumps(json.loads(row[0]) + searches), run_id))
+
     def watermark(self) -> date | None:
         row = self.execute("SELECT value FROM state WHERE key = ?", (WATERMARK_KEY,)).fetchone()
         return date.fromisoformat(row[0]) if row else None
