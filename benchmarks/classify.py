@@ -4,7 +4,7 @@ Compares, in the same run on the same documents, cartdigest's classifier (one al
 per concept, relation patterns, evidence kept) against the naive approach: one regular-expression
 search per lexicon term per field, with no evidence and no relation rules, i.e. strictly less work.
 
-    python benchmarks/classify.py [--records 5000] [--repeat 3] [--gold ../shared/gold/dev.jsonl]
+    python benchmarks/classify.py [--records 5000] [--repeat 5] [--gold ../shared/gold/dev.jsonl]
 
 Each approach is timed --repeat times, taking turns, and the best run is reported (as timeit
 does: slower runs are other processes' interference; this machine's speed varies by a third
@@ -74,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--naive-records", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--gold", type=Path, default=HERE.parent.parent / "shared" / "gold" / "dev.jsonl")
     arguments = parser.parse_args()
     docs = documents(arguments.gold, arguments.records)
