@@ -184,3 +184,34 @@ def test_a_killed_fetch_resumes_without_loss(standin, tmp_path):
         assert sorted(stored.paper.pmid for stored in store.papers()) == sorted(pmids)
         assert store.watermark() == day("2026-11-15")
         assert [run["status"] for run in store.fetch_runs()] == ["complete", "interrupted"]
+
+
+def test_a_fetch_shows_a_progress_bar_on_a_terminal_and_none_in_a_pipe(standin, tmp_path):
+    import pty
+    stock(standin, 9, day("2026-11-09"))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cartdigest.toml").write_text("batch_size = 3\n")
+    environment = {**os.environ, "CARTDIGEST_DATA_DIR": str(data_dir),
+                   "CARTDIGEST_EUTILS_URL": standin.url, "NCBI_EMAIL": "tests@example.org"}
+    command = [sys.executable, "-m", "tracker", "fetch", "--since", "2026-11-09", "--until", "2026-11-15"]
+    master, terminal = pty.openpty()
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:   # the child closed the terminal (EIO on Linux)
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout, _ = process.communicate(timeout=60)
+    os.close(master)
+    assert process.returncode == 0, shown.decode()
+    assert "fetching" in shown.decode() and "100%" in shown.decode()
+    assert "window 2026-11-09 .. 2026-11-15: 9 found, 9 new" in stdout.decode()
+    # Under cron or in CI (stderr not a terminal) there is no bar to garble the log.
+    again = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "fetching" not in again.stderr
