@@ -161,7 +161,7 @@ class TermIndex:
         for trigger in triggers:
             key = normalise(trigger)
             if not key[:1].isalnum():
-                raise ValueError(f"trigger {trigger!r} must start with a letter or digit")
+                raise ProfileError(f"trigger {trigger!r} must start with a letter or digit")
             targets = self._triggers.setdefault(key, [])
             if target not in targets:
                 targets.append(target)
@@ -300,14 +300,14 @@ def lower_pattern(pattern: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True, eq=False)   # hashed by identity: kept in per-field sets
+@dataclass(frozen=True, eq=False)   # hashed by identity: the key of its offsets in a field
 class Pattern:
     """A relation pattern, run on the lower-cased, CAR-masked text of a field.
 
     Python's regex engine tries a pattern that begins with a choice of words at every position
     of the text. Most patterns begin with literal triggers ("relaps", "after", the CAR-T
-    sentinel ...), so they are tried only where a trigger starts, as found by one automaton pass
-    for all patterns (TriggerIndex.find); the rest scan the text. A leading word boundary is
+    sentinel ...), so they are tried only where a trigger starts, as found in the same automaton
+    pass as the terms (TermIndex.scan_with_triggers); the rest scan the text. A leading word boundary is
     checked in Python, and matching lower-case text without IGNORECASE keeps the engine's
     literal fast paths (benchmarks/classify.py measures the difference).
     `needs_car` patterns only run on fields that name CAR-T.
