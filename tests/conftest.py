@@ -19,10 +19,11 @@ NOW = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
-def no_real_trials_registry(monkeypatch):
-    """No test may reach clinicaltrials.gov: trial refresh is off unless a test turns it on
-    with a local stand-in (tests/test_trials.py)."""
+def no_real_registries(monkeypatch):
+    """No test may reach clinicaltrials.gov or api.biorxiv.org: trial refresh and preprint
+    lookups are off unless a test turns them on with a local stand-in."""
     monkeypatch.setenv("CARTDIGEST_TRIALS", "0")
+    monkeypatch.setenv("CARTDIGEST_PREPRINT_VERSIONS", "0")
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -12,10 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from tracker import __version__
 from tracker.errors import CartdigestError, RetryableBodyError
-from tracker.http import Backoff, PoliteClient
-from tracker.ratelimit import RateLimiter, shared_limiter
+from tracker.http import ApiClient
 
 # The API asks clients to stay near 50 requests a minute.
 CTGOV_RATE = 0.8
@@ -95,20 +93,8 @@ def parse_page(body: bytes) -> tuple[list[Trial], str | None]:
     return trials, data.get("nextPageToken")
 
 
-class CtgovClient:
-    def __init__(self, base_url: str, *, timeout: float = 30.0, max_retries: int = 6,
-                 backoff: Backoff | None = None, limiter: RateLimiter | None = None) -> None:
-        self.http = PoliteClient(base_url, limiter=limiter or shared_limiter("ctgov", CTGOV_RATE),
-                                 error=CtgovError, setting="CARTDIGEST_CTGOV_URL", timeout=timeout,
-                                 max_retries=max_retries, backoff=backoff,
-                                 user_agent=f"cartdigest/{__version__}")
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    def close(self) -> None:
-        self.http.close()
+class CtgovClient(ApiClient):
+    name, rate, error, setting = "ctgov", CTGOV_RATE, CtgovError, "CARTDIGEST_CTGOV_URL"
 
     def studies(self, *, condition: str, term: str, statuses: list[str], page_size: int = 100,
                 max_pages: int = 50) -> Iterator[Trial]:

@@ -24,6 +24,7 @@ from tracker.feeds import FeedReader, collect_feeds, configured_feeds, link_work
 from tracker.classify import Classifier
 from tracker.ctgov import CtgovClient
 from tracker.lexicon import build_lexicon
+from tracker.preprints import PreprintClient, find_published_versions
 from tracker.trials import refresh_trials, trial_query
 from tracker.profile import Profile
 from tracker.settings import Settings
@@ -60,11 +61,14 @@ class FetchReport:
     feeds: list[Any] = field(default_factory=list)     # FeedOutcome per feed
     trials: Any = None                                  # TrialsReport, when trials are tracked
     trials_error: str | None = None
+    preprints: Any = None                               # PreprintReport, when preprints were asked about
 
     @property
     def source_errors(self) -> list[str]:
-        """What failed beside PubMed (feeds, the trials registry): reported, not fatal."""
+        """What failed beside PubMed (feeds, the trials and preprint registries): reported, not fatal."""
         problems = [outcome.status for outcome in self.feeds if not outcome.ok]
+        if self.preprints is not None and self.preprints.error:
+            problems.append(f"preprint versions: {self.preprints.error}")
         return problems + ([f"trials: {self.trials_error}"] if self.trials_error else [])
 
     def as_json(self) -> dict:
@@ -75,6 +79,10 @@ class FetchReport:
         if self.feeds:
             document["feeds"] = [{"name": o.feed.name, "status": o.status, "items": o.items, "new": o.new}
                                  for o in self.feeds]
+        if self.preprints is not None:
+            document["preprints"] = {"asked": self.preprints.asked, "error": self.preprints.error,
+                                     "published": [{"doi": doi, "published_doi": published}
+                                                   for doi, published in self.preprints.published]}
         if self.trials is not None or self.trials_error:
             document["trials"] = {"error": self.trials_error} if self.trials_error else {
                 "found": self.trials.found, "new": self.trials.new, "updated": self.trials.updated,
@@ -236,6 +244,8 @@ def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date |
                 for outcome in report.feeds:
                     report.searches.append(SearchLog(f"feed:{outcome.feed.name}", outcome.feed.url, "", "",
                                                      outcome.items, [] if outcome.ok else [outcome.status]))
+                if settings.preprint_versions:
+                    refresh_preprint_versions(settings, store, report, now)
             else:
                 link_works(store)   # a PubMed record may be the published version of a stored preprint
             query = trial_query(profile)
@@ -246,6 +256,20 @@ def run_fetch(settings: Settings, profile: Profile, now: datetime, since: date |
             return report
     finally:
         client.close()
+
+
+def refresh_preprint_versions(settings: Settings, store: Store, report: FetchReport, now: datetime) -> None:
+    """Ask bioRxiv/medRxiv which stored preprints are now journal articles, and link those
+    PubMed holds; the API being down is reported, not fatal."""
+    client = PreprintClient(settings.biorxiv_url, timeout=settings.request_timeout, max_retries=settings.max_retries)
+    try:
+        report.preprints = found = find_published_versions(store, client, now)
+    finally:
+        client.close()
+    if found.published:
+        link_works(store)
+    report.searches.append(SearchLog("preprints:biorxiv-medrxiv", "published versions", "", "",
+                                     len(found.published), [found.error] if found.error else []))
 
 
 def refresh_tracked_trials(settings: Settings, store: Store, profile: Profile, query: Any,

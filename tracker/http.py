@@ -18,8 +18,9 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import requests
 
+from tracker import __version__
 from tracker.errors import CartdigestError, RetryableBodyError
-from tracker.ratelimit import RateLimiter
+from tracker.ratelimit import RateLimiter, shared_limiter
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +145,26 @@ class PoliteClient:
             self.sleep(wait)
         raise self.error(f"{path} failed {self.max_retries + 1} times (last: {last_problem}); "
                          f"is {self.base_url} reachable? Try again later")
+
+
+class ApiClient:
+    """A client of one web API at one polite rate (ClinicalTrials.gov, the preprint servers):
+    subclasses name the API and add its calls on `self.http`."""
+
+    name = "api"                 # the limiter's key: one rate per API, shared by all its clients
+    rate = 1.0                   # requests per second
+    error: type[CartdigestError] = CartdigestError
+    setting = ""                 # the setting to check when the URL is wrong
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, max_retries: int = 6,
+                 backoff: Backoff | None = None, limiter: RateLimiter | None = None) -> None:
+        self.http = PoliteClient(base_url, limiter=limiter or shared_limiter(self.name, self.rate),
+                                 error=self.error, setting=self.setting, timeout=timeout,
+                                 max_retries=max_retries, backoff=backoff, user_agent=f"cartdigest/{__version__}")
+
+    @property
+    def requests(self) -> int:
+        return self.http.requests
+
+    def close(self) -> None:
+        self.http.close()

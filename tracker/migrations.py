@@ -241,4 +241,12 @@ CREATE TABLE trials (
     (8, "a preprint's published-version DOI", """
 ALTER TABLE papers ADD COLUMN published_doi TEXT;   -- from the preprint server's feed
 """),
+    (9, "when each preprint was last asked about its journal version", """
+CREATE TABLE preprint_checks (
+    doi           TEXT PRIMARY KEY,     -- lower-cased preprint DOI
+    server        TEXT NOT NULL,        -- biorxiv | medrxiv
+    checked_at    TEXT NOT NULL,
+    published_doi TEXT                  -- NULL: not published yet when asked
+);
+"""),
 ]

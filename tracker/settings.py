@@ -193,6 +193,11 @@ SETTINGS: tuple[Setting, ...] = (
             env="CARTDIGEST_TRIALS"),
     Setting("ctgov_url", "https://clinicaltrials.gov/api/v2/", _url,
             "base URL of the ClinicalTrials.gov API v2", env="CARTDIGEST_CTGOV_URL"),
+    Setting("preprint_versions", True, _flag,
+            "ask bioRxiv/medRxiv which journal article a stored preprint became (when feeds are read)",
+            env="CARTDIGEST_PREPRINT_VERSIONS"),
+    Setting("biorxiv_url", "https://api.biorxiv.org/", _url,
+            "base URL of the bioRxiv/medRxiv API", env="CARTDIGEST_BIORXIV_URL"),
     Setting("base_url", "http://127.0.0.1:8000", lambda value: _url(value).rstrip("/"),
             "public URL of `cartdigest serve`, used in links inside emails", env="CARTDIGEST_BASE_URL"),
     Setting("from_address", "cartdigest@localhost", _email, "From: address of every email"),
@@ -233,6 +238,8 @@ class Settings:
     feeds: tuple[str, ...] = ()
     trials: bool = True
     ctgov_url: str = "https://clinicaltrials.gov/api/v2/"
+    preprint_versions: bool = True
+    biorxiv_url: str = "https://api.biorxiv.org/"
     base_url: str = "http://127.0.0.1:8000"
     from_address: str = "cartdigest@localhost"
     editor_emails: tuple[str, ...] = ()
