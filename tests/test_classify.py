@@ -140,6 +140,12 @@ def test_errata_and_comments_are_never_items(classifier):
     ((), "CD19 loss: a case report", "", "case_report"),
     (("Clinical Trial",), "BCMA deletion in a patient treated on a trial", "", "case_report"),
     ((), "How to treat relapse after CAR-T", "This review summarises salvage options.", "review"),
+    ((), "Glofitamab after CAR-T failure", "We describe a 67-year-old man who relapsed after axi-cel.",
+     "case_report"),
+    ((), "CD22 CAR-T after CD19 loss", "Here we report the case of a boy whose leukaemia relapsed.", "case_report"),
+    ((), "After CAR-T failure", "We set out current evidence and a treatment algorithm.", "review"),
+    ((), "Outcomes in older adults after CAR-T failure",
+     "In this retrospective cohort, a 75-year-old cut-off defined the older group.", "real_world"),
 ])
 def test_study_type_from_publication_types_then_text(classifier, publication_types, title,
                                                      abstract, expected):
