@@ -488,6 +488,9 @@ def literal_triggers(regex: str, minimum: int = 3) -> tuple[str, ...]:
         for op, value in items:
             if op is re_constants.AT and not literal:
                 continue
+            # A lookbehind consumes nothing: the match still starts at what follows it.
+            if op is re_constants.ASSERT and value[0] < 0 and not literal:
+                continue
             if op is re_constants.LITERAL:
                 literal += chr(value)
                 continue
