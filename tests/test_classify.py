@@ -255,6 +255,12 @@ def test_evaluate_reports_precision_recall_and_the_misleading_evidence(classifie
      "Reports of secondary cancers, including T-cell lymphoma, after CAR-T were analysed.", "off_topic"),
     ("A second CD19 CAR T-cell infusion for DLBCL that relapsed",
      "Fourteen patients with lymphoma received a second infusion of the same product.", "core"),
+    # A trial of a new agent whose abstract words its post-CAR-T subgroup as a failure
+    ("Glofitamab monotherapy in relapsed or refractory large B-cell lymphoma: a phase 2 study",
+     "155 patients received glofitamab. Among the 52 patients who had relapsed after CAR T-cell therapy, "
+     "the complete response rate was 35%.", "adjacent"),
+    ("Real-world outcomes of polatuzumab-BR in relapsed DLBCL",
+     "Of 200 patients, 40 received Pola-BR after CAR-T failure, with an ORR of 25% in that group.", "adjacent"),
 ])
 def test_other_ways_of_saying_it(classifier, title, abstract, relevance):
     """Phrasings no rule was written from: what a reader of the digest would expect."""

@@ -214,6 +214,10 @@ class Classifier:
             reasons.append(disease_reason)
         if score >= lexicon.relevance_threshold:
             relevance = "core" if disease == "lymphoma" else "adjacent"
+            if relevance == "core" and lexicon.core_needs_car_in_title and CAR not in scans["title"].hits:
+                relevance = "adjacent"
+                reasons.append({"term": "CAR-T not in the title", "field": "title", "snippet": document.title[:120],
+                                "cue": "the patients after CAR-T are a subgroup of the study's"})
         elif score >= 1 and "subgroup" in kinds:
             relevance = "adjacent"
         else:

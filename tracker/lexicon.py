@@ -399,6 +399,7 @@ class Lexicon:
     lymphoma_mesh_prefixes: tuple[str, ...]
     other_mesh_prefixes: tuple[str, ...]
     relevance_threshold: int
+    core_needs_car_in_title: bool
     cues: tuple[Cue, ...]
     therapies: tuple[TherapyRule, ...]
     ignore_context: re.Pattern[str]
@@ -635,6 +636,7 @@ def build_lexicon(profile: Profile) -> Lexicon:
         lymphoma_mesh_prefixes=tuple(_list(disease, "lymphoma_mesh_prefixes", where)),
         other_mesh_prefixes=tuple(_list(disease, "other_mesh_prefixes", where)),
         relevance_threshold=int(data.get("relevance", {}).get("threshold", 2)),
+        core_needs_car_in_title=bool(data.get("relevance", {}).get("core_needs_car_in_title", False)),
         cues=tuple(cues),
         therapies=tuple(therapies),
         ignore_context=re.compile(r"(?:" + "|".join(re.escape(word) for word in ignore_words)
